@@ -1,0 +1,3 @@
+"""cgantool: train, sample, evaluate and interpolate contrastive GANs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from cgantool.cli import main
+
+main()

@@ -1,0 +1,32 @@
+"""``cgantool presets [NAME]``."""
+
+from __future__ import annotations
+
+import typer
+
+from cgantool.cli import app, guarded
+
+
+@app.command(help="List the presets, or show one preset's resolved config.\n\nExample: [cyan]cgantool presets contragan[/]")
+@guarded
+def presets(name: str = typer.Argument(None, help="A preset to show in full.")) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cgantool.config import config_to_dict, preset_header, preset_names, resolve_config, to_toml
+
+    console = Console()
+    if name is not None:
+        cfg = resolve_config(name)
+        console.print(f"[bold]{name}[/]  {preset_header(name)}", highlight=False)
+        typer.echo(to_toml(config_to_dict(cfg)), nl=False)
+        return
+    table = Table(title="cgantool presets")
+    for col in ("preset", "backbone", "adversarial", "contrastive terms", "conditioning", "about"):
+        table.add_column(col)
+    for preset in preset_names():
+        cfg = resolve_config(preset)
+        terms = [f"{k} ×{v['weight']}" for k, v in config_to_dict(cfg)["loss"].items() if isinstance(v, dict) and v.get("weight", 0) > 0]
+        about = preset_header(preset).splitlines()[0] if preset_header(preset) else ""
+        table.add_row(preset, cfg.model.arch, cfg.loss.adversarial, ", ".join(terms) or "-", cfg.model.conditioning, about)
+    console.print(table)

@@ -1,0 +1,67 @@
+"""``cgantool train``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from cgantool.cli import app, err_console, guarded
+
+EXAMPLE = "cgantool train --preset contragan --data shapes:32 --steps 2000 --out runs/contragan-shapes"
+
+
+@app.command(help=f"Train a preset on a dataset.\n\nExample: [cyan]{EXAMPLE}[/]")
+@guarded
+def train(
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset name (see `cgantool presets`). Default: sngan."),
+    data: str = typer.Option(None, "--data", "-d", help="shapes[:RES], an image folder, cifar10, cifar100, captions .jsonl, coco:FILE.json."),
+    config: Path = typer.Option(None, "--config", "-c", help="A TOML file layered over the preset."),
+    set_: list[str] = typer.Option([], "--set", help="Override one key: section.key=value (repeatable)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory. Default: runs/<preset>-<data>-<time>."),
+    steps: int = typer.Option(None, "--steps", help="Total G steps of the run (train.steps)."),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", help="train.batch_size"),
+    seed: int = typer.Option(None, "--seed", help="train.seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run directory."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    from cgantool.config import resolve_config
+    from cgantool.data import parse_source
+    from cgantool.engine.loop import RunOptions
+    from cgantool.engine.loop import train as run_train
+    from cgantool.errors import CgantoolError
+
+    if resume and force:
+        raise CgantoolError("--resume and --force contradict each other", hint="--resume continues a run, --force replaces it")
+    if resume and out is None:
+        raise CgantoolError("--resume needs the run directory", hint="pass --out RUN_DIR")
+    flags: dict = {"train.steps": steps, "train.batch_size": batch_size, "train.seed": seed}
+    if data is not None:
+        source, resolution = parse_source(data)
+        flags["data.source"] = source
+        flags["data.resolution"] = resolution
+    changes_config = preset is not None or config is not None or set_ or any(
+        v is not None for k, v in flags.items() if k != "train.steps"
+    )
+    if resume and not changes_config:
+        # Resume with the run's own config; only the step budget may change.
+        from cgantool.checkpoint import load_checkpoint
+
+        stored = load_checkpoint(out / "checkpoints" / "last.safetensors").config
+        cfg = stored if steps is None else stored.model_copy(
+            update={"train": stored.train.model_copy(update={"steps": steps})}
+        )
+    else:
+        cfg = resolve_config(preset or "sngan", config, set_, flags)
+    if out is None:
+        out = Path("runs") / f"{cfg.preset}-{Path(cfg.data.source).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    err_console.print(f"[bold]cgantool train[/] preset [cyan]{cfg.preset}[/] on [cyan]{cfg.data.source}[/] "
+                      f"({cfg.data.resolution} px) → {out}")
+    last = run_train(cfg, RunOptions(out=out, device=device, resume=resume, force=force, progress=progress,
+                                     console=err_console))
+    err_console.print(f"done: checkpoint {last}")
+    err_console.print(f"      samples    {out / 'samples'}")
+    err_console.print(f"      metrics    {out / 'metrics.jsonl'}")

@@ -1,0 +1,296 @@
+"""The run configuration: one strict pydantic tree, layered preset → file → --set → flags, validated once.
+
+Only what changes the result of training lives here. Runtime options (device, output path, workers,
+progress) are arguments of the commands, never config keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cgantool.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    source: str = Field("shapes", description="'shapes', an image folder, 'cifar10', 'cifar100', a captions JSONL or 'coco:ANNOTATIONS.json'.")
+    resolution: int = Field(32, ge=8, le=1024, description="Square image size in pixels.")
+    num_images: int = Field(10000, ge=1, description="Images generated for the built-in 'shapes' dataset.")
+    shapes_seed: int = Field(0, description="Seed of the built-in 'shapes' dataset.")
+    multi_object: bool = Field(False, description="'shapes' with 1-3 objects per image (for text-to-image).")
+    root: str = Field("", description="Where cifar10/cifar100 live (or are downloaded to); '' = cgantool's cache dir.")
+    image_root: str = Field("", description="Image directory for 'coco:' captions; '' = beside the JSON file.")
+    max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Stop when more than this fraction of images cannot be read.")
+
+
+class ModelConfig(_Section):
+    arch: Literal["sngan", "biggan"] = Field("sngan", description="Backbone of G and D.")
+    conditioning: Literal["auto", "none", "class"] = Field(
+        "auto", description="'auto' = class-conditional when the data has class labels, else unconditional."
+    )
+    z_dim: int = Field(128, ge=1)
+    g_channels: int = Field(0, ge=0, description="Generator width; 0 = the paper width for the resolution.")
+    d_channels: int = Field(0, ge=0, description="Discriminator width; 0 = the paper width for the resolution.")
+    g_self_attention: bool = Field(False, description="Self-attention in G at the middle resolution (sngan arch).")
+    upsample: Literal["bilinear", "nearest"] = Field("bilinear", description="sngan G upsampling (Mimicry: bilinear).")
+
+
+class InfoMaxConfig(_Section):
+    weight: float = Field(0.0, ge=0.0, description="alpha = beta of InfoMax-GAN; 0 = off.")
+    rkhs_dim: int = Field(1024, ge=1)
+
+
+class Cond2CConfig(_Section):
+    weight: float = Field(0.0, ge=0.0, description="lambda of ContraGAN's 2C loss; 0 = off.")
+    temperature: float = Field(1.0, gt=0.0)
+    margin: float = Field(0.0, ge=0.0)
+    embed_dim: int = Field(512, ge=1)
+
+
+class LossConfig(_Section):
+    adversarial: Literal["hinge", "nonsaturating", "dual_contrastive"] = "hinge"
+    infomax: InfoMaxConfig = InfoMaxConfig()
+    cond_2c: Cond2CConfig = Cond2CConfig()
+
+
+class OptimConfig(_Section):
+    lr_g: float = Field(2e-4, gt=0.0)
+    lr_d: float = Field(2e-4, gt=0.0)
+    beta1: float = Field(0.0, ge=0.0, lt=1.0)
+    beta2: float = Field(0.9, ge=0.0, lt=1.0)
+    eps: float = Field(1e-8, gt=0.0)
+    lr_decay: Literal["none", "linear"] = Field("none", description="'linear' decays both lrs to 0 at train.steps.")
+
+
+class TrainConfig(_Section):
+    steps: int = Field(100000, ge=1, description="Total number of G steps of the run.")
+    batch_size: int = Field(64, ge=1)
+    d_steps_per_g_step: int = Field(5, ge=1)
+    seed: int = 0
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="EMA of G; 0 = off.")
+    ema_start_step: int = Field(0, ge=0, description="Before this G step the EMA copies G.")
+    hflip: bool = Field(True, description="Random horizontal flips of real images (skipped when captions name left/right).")
+    diffaug: str = Field("", description="DiffAugment policy on real and fake, e.g. 'color,translation,cutout'; '' = off.")
+    amp: Literal["bf16", "none"] = Field("bf16", description="Mixed precision on CUDA (CPU always runs fp32).")
+    log_every: int = Field(50, ge=1)
+    sample_every: int = Field(1000, ge=1)
+    checkpoint_every: int = Field(1000, ge=1)
+    keep_last: int = Field(3, ge=1, description="step_*.safetensors files kept.")
+
+
+class EvalConfig(_Section):
+    every: int = Field(0, ge=0, description="Evaluate every N G steps during training; 0 = off.")
+    num_samples: int = Field(5000, ge=2)
+    metrics: list[str] = Field(default_factory=lambda: ["fid"])
+    feature_extractor: str = Field("", description="'' = Inception (clean-fid); or 'module:function'.")
+
+
+class RunConfig(_Section):
+    preset: str = "sngan"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets
+
+
+def presets_dir() -> Path:
+    """Where the preset TOMLs are: inside the installed package, or the checkout's top-level presets/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "presets", here.parent / "presets"):
+        if candidate.is_dir() and any(candidate.glob("*.toml")):
+            return candidate
+    raise ConfigError("no preset files found", hint="reinstall cgantool (pip install .): presets/ is missing")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def preset_path(name: str) -> Path:
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(
+            f"unknown preset '{name}'",
+            hint=f"{_did_you_mean(name, names)}valid presets: {', '.join(names)}",
+        )
+    return presets_dir() / f"{name}.toml"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}", hint="check the path given to --config") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}", hint="fix the syntax of the file") from None
+
+
+def preset_header(name: str) -> str:
+    """The leading comment block of a preset file (its citation of where the numbers come from)."""
+    lines = []
+    for line in preset_path(name).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").rstrip())
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Layering
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """Parse the value of a --set as a TOML value; bare words are strings (``data.source=shapes``)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_set(assignment: str) -> dict[str, Any]:
+    """``'loss.infomax.weight=0.2'`` → ``{'loss': {'infomax': {'weight': 0.2}}}``."""
+    key, sep, value = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects section.key=value, got '{assignment}'", hint="e.g. --set train.batch_size=32")
+    return _nest(key, parse_value(value.strip()))
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        keys.append(dotted)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_known_keys(ann, dotted + "."))
+    return keys
+
+
+def validate_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a merged config dict once; the first error names its dotted path (and a close valid key)."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        path = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            hint = _did_you_mean(path, _known_keys(RunConfig)) + "see `cgantool config schema` for every key"
+            raise ConfigError(f"unknown config key '{path}'", hint=hint.strip()) from None
+        value = err.get("input")
+        shown = json.dumps(value) if isinstance(value, (str, int, float, bool, list)) else type(value).__name__
+        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        raise ConfigError(
+            f"invalid value for '{path}': {shown}: {err['msg']}{more}",
+            hint="see `cgantool config schema` for allowed values",
+        ) from None
+
+
+def resolve_config(
+    preset: str,
+    config_file: str | Path | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    flags: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Layer preset TOML → --config file → --set key=value → explicit flags (dotted keys), then validate."""
+    raw = read_toml(preset_path(preset))
+    raw["preset"] = preset
+    if config_file:
+        raw = deep_merge(raw, read_toml(Path(config_file)))
+    for assignment in sets:
+        raw = deep_merge(raw, parse_set(assignment))
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            raw = deep_merge(raw, _nest(dotted, value))
+    return validate_config(raw)
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    parts = dotted.split(".")
+    node: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        node = {part: node}
+    return node
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def diff_configs(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    fa, fb = flatten(config_to_dict(a)), flatten(config_to_dict(b))
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k not in ignore)
+
+
+# ----------------------------------------------------------------------------------------------
+# TOML output (tomllib only reads)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def to_toml(d: dict[str, Any], _prefix: str = "") -> str:
+    """Write a nested dict of scalars / lists of scalars as TOML (sections for nested dicts)."""
+    scalars = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    parts = ["\n".join(scalars)] if scalars else []
+    for key, value in d.items():
+        if isinstance(value, dict):
+            name = f"{_prefix}{key}"
+            inner_scalars = {k: v for k, v in value.items() if not isinstance(v, dict)}
+            body = to_toml(inner_scalars) if inner_scalars else ""
+            parts.append(f"[{name}]\n{body}".rstrip())
+            nested = {k: v for k, v in value.items() if isinstance(v, dict)}
+            if nested:
+                parts.append(to_toml(nested, f"{name}."))
+    return "\n\n".join(p for p in parts if p) + ("\n" if not _prefix else "")

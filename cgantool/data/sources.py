@@ -1,0 +1,293 @@
+"""Data sources behind ``--data``: decoded once to uint8 at the target resolution and cached on disk.
+
+Every source becomes an :class:`ImageDataset`: a (memory-mapped) uint8 tensor ``[N, 3, R, R]`` plus optional
+class labels and captions. No PIL decode happens during training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cgantool.config import DataConfig
+from cgantool.errors import DataError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+CACHE_VERSION = 1
+SOURCES_HINT = "use --data shapes[:RES], cifar10, cifar100, an image folder, a captions .jsonl or coco:CAPTIONS.json"
+
+
+def cache_dir() -> Path:
+    """cgantool's cache: $CGANTOOL_CACHE, else $XDG_CACHE_HOME/cgantool, else ~/.cache/cgantool."""
+    if os.environ.get("CGANTOOL_CACHE"):
+        return Path(os.environ["CGANTOOL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cgantool"
+
+
+@dataclass
+class ImageDataset:
+    images: torch.Tensor  # uint8 [N, 3, R, R], CPU, possibly memory-mapped
+    source: str
+    labels: torch.Tensor | None = None  # int64 [N]
+    class_names: list[str] = field(default_factory=list)
+    captions: list[list[str]] | None = None  # N lists of captions
+    hflip_safe: bool = True  # False when captions name left/right
+    num_bad: int = 0  # unreadable files skipped
+
+    @property
+    def resolution(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def info(self) -> dict[str, Any]:
+        """What a checkpoint records about its data (so sample/eval need nothing else)."""
+        return {
+            "source": self.source,
+            "resolution": self.resolution,
+            "num_images": len(self),
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "has_captions": self.captions is not None,
+        }
+
+
+def parse_source(text: str) -> tuple[str, int | None]:
+    """``'shapes:16'`` → ``('shapes', 16)``; other sources pass through with no resolution."""
+    name, sep, res = text.partition(":")
+    if name in ("shapes", "cifar10", "cifar100") and sep and res.isdigit():
+        return name, int(res)
+    return text, None
+
+
+def load_dataset(cfg: DataConfig) -> ImageDataset:
+    """Build the dataset named by ``cfg.source`` at ``cfg.resolution``."""
+    source = cfg.source
+    if source in ("shapes", "shapes-multi"):
+        return _shapes(cfg, multi=cfg.multi_object or source == "shapes-multi")
+    if source in ("cifar10", "cifar100"):
+        return _cached(cfg, {"kind": source}, lambda: _cifar(source, cfg))
+    if source.startswith("coco:"):
+        ann = Path(source[5:]).expanduser()
+        _require(ann)
+        key = {"kind": "coco", "path": str(ann.resolve()), "stamp": _stamp([ann]), "root": cfg.image_root}
+        return _cached(cfg, key, lambda: _coco(ann, cfg))
+    path = Path(source).expanduser()
+    _require(path)
+    if path.is_file() and path.suffix == ".jsonl":
+        key = {"kind": "jsonl", "path": str(path.resolve()), "stamp": _stamp([path])}
+        return _cached(cfg, key, lambda: _jsonl(path, cfg))
+    if path.is_dir():
+        files = _list_images(path)
+        key = {"kind": "folder", "path": str(path.resolve()), "stamp": _stamp(files)}
+        return _cached(cfg, key, lambda: _folder(path, files, cfg))
+    raise DataError(f"unsupported data source '{source}'", hint=SOURCES_HINT)
+
+
+def _require(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"data not found: {path}", hint=SOURCES_HINT)
+
+
+def _stamp(files: list[Path]) -> str:
+    """A cheap fingerprint of a file listing (names, sizes, mtimes) so a changed folder is re-decoded."""
+    h = hashlib.sha1()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# The uint8 cache
+
+
+def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[], dict[str, Any]]) -> ImageDataset:
+    """Load ``key`` at ``cfg.resolution`` from the cache, building it (atomically) on a miss."""
+    key = {**key, "resolution": cfg.resolution, "cache_version": CACHE_VERSION}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    entry = cache_dir() / "data" / f"{key['kind']}-{cfg.resolution}-{digest}"
+    if not (entry / "meta.json").exists():
+        built = build()
+        tmp = entry.with_name(entry.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        np.save(tmp / "images.npy", built.pop("images"))
+        (tmp / "meta.json").write_text(json.dumps({**built, "key": key}))
+        if entry.exists():  # a concurrent build finished first: keep theirs
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, entry)
+    meta = json.loads((entry / "meta.json").read_text())
+    with warnings.catch_warnings():  # a read-only memory map is what we want: training never writes to it
+        warnings.simplefilter("ignore", UserWarning)
+        images = torch.from_numpy(np.load(entry / "images.npy", mmap_mode="r"))
+    labels = meta.get("labels")
+    return ImageDataset(
+        images=images,
+        source=cfg.source,
+        labels=torch.tensor(labels, dtype=torch.int64) if labels is not None else None,
+        class_names=meta.get("class_names", []),
+        captions=meta.get("captions"),
+        hflip_safe=meta.get("hflip_safe", True),
+        num_bad=meta.get("num_bad", 0),
+    )
+
+
+def _decode_all(files: list[Path], resolution: int, max_bad_fraction: float) -> tuple[np.ndarray, list[int]]:
+    """Decode, centre-crop and antialias-resize every file to uint8 [N, 3, R, R]; returns (images, good indices)."""
+    from PIL import Image, ImageOps
+
+    def decode(f: Path) -> np.ndarray | None:
+        try:
+            with Image.open(f) as img:
+                img = ImageOps.fit(img.convert("RGB"), (resolution, resolution), Image.Resampling.BICUBIC)
+                return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+        except Exception:
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        decoded = list(pool.map(decode, files))
+    good = [i for i, img in enumerate(decoded) if img is not None]
+    bad = len(files) - len(good)
+    if not good or bad > max_bad_fraction * len(files):
+        first = next(files[i] for i, img in enumerate(decoded) if img is None)
+        raise DataError(
+            f"{bad} of {len(files)} images could not be read (first: {first})",
+            hint="remove or fix the broken files, or raise data.max_bad_fraction",
+        )
+    images = np.stack([decoded[i] for i in good]) if good else np.zeros((0, 3, resolution, resolution), np.uint8)
+    return images, good
+
+
+def _list_images(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+# ----------------------------------------------------------------------------------------------
+# Sources
+
+
+def _shapes(cfg: DataConfig, multi: bool) -> ImageDataset:
+    from cgantool.data.shapes import generate_shapes
+
+    data = generate_shapes(cfg.num_images, resolution=cfg.resolution, seed=cfg.shapes_seed, multi=multi)
+    return ImageDataset(
+        images=data.images,
+        source="shapes-multi" if multi else "shapes",
+        labels=data.labels,
+        class_names=list(data.class_names),
+        captions=data.captions,
+        hflip_safe=False,  # captions name left and right
+    )
+
+
+def _folder(root: Path, files: list[Path], cfg: DataConfig) -> dict[str, Any]:
+    if not files:
+        raise DataError(f"no images found in {root}", hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files there")
+    rel_parts = [f.relative_to(root).parts for f in files]
+    conditional = all(len(p) > 1 for p in rel_parts)
+    class_names = sorted({p[0] for p in rel_parts}) if conditional else []
+    images, good = _decode_all(files, cfg.resolution, cfg.max_bad_fraction)
+    out: dict[str, Any] = {"images": images, "class_names": class_names, "num_bad": len(files) - len(good)}
+    if conditional:
+        index = {name: i for i, name in enumerate(class_names)}
+        out["labels"] = [index[rel_parts[i][0]] for i in good]
+    return out
+
+
+def _caption_records(records: list[tuple[Path, str]], cfg: DataConfig) -> dict[str, Any]:
+    """Group (file, caption) pairs by file, decode each file once."""
+    by_file: dict[Path, list[str]] = {}
+    for f, caption in records:
+        by_file.setdefault(f, []).append(caption)
+    files = list(by_file)
+    if not files:
+        raise DataError("the captions file lists no images", hint="each line needs a file and a caption")
+    missing = [f for f in files if not f.exists()]
+    if len(missing) > cfg.max_bad_fraction * len(files):
+        raise DataError(
+            f"{len(missing)} of {len(files)} captioned images are missing (first: {missing[0]})",
+            hint="check the image paths (relative to the captions file, or data.image_root for COCO)",
+        )
+    images, good = _decode_all(files, cfg.resolution, cfg.max_bad_fraction)
+    captions = [by_file[files[i]] for i in good]
+    mentions_sides = any(w in c.lower().split() for cs in captions for c in cs for w in ("left", "right"))
+    return {"images": images, "captions": captions, "num_bad": len(files) - len(good), "hflip_safe": not mentions_sides}
+
+
+def _jsonl(path: Path, cfg: DataConfig) -> dict[str, Any]:
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            records.append((path.parent / row["file"], str(row["caption"])))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DataError(
+                f"{path}:{n} is not a captions record", hint='each line must be {"file": "...", "caption": "..."}'
+            ) from None
+    return _caption_records(records, cfg)
+
+
+def _coco(ann: Path, cfg: DataConfig) -> dict[str, Any]:
+    try:
+        doc = json.loads(ann.read_text())
+        names = {img["id"]: img["file_name"] for img in doc["images"]}
+        pairs = [(names[a["image_id"]], a["caption"].strip()) for a in doc["annotations"]]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise DataError(f"{ann} is not a COCO captions file", hint="expected captions_train2014.json-style JSON") from None
+    root = Path(cfg.image_root).expanduser() if cfg.image_root else ann.parent
+    return _caption_records([(root / name, caption) for name, caption in pairs], cfg)
+
+
+_CIFAR_URL = {
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+}
+
+
+def _cifar(name: str, cfg: DataConfig) -> dict[str, Any]:
+    import torchvision
+
+    root = Path(cfg.root).expanduser() if cfg.root else cache_dir() / "datasets"
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    try:
+        ds = cls(str(root), train=True, download=False)
+    except RuntimeError:
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(30)
+        try:
+            ds = cls(str(root), train=True, download=True)
+        except Exception as e:
+            raise DataError(
+                f"{name} is not in {root} and could not be downloaded ({type(e).__name__})",
+                hint=f"download {_CIFAR_URL[name]} and extract it into {root} (or set data.root to where it is)",
+            ) from None
+        finally:
+            socket.setdefaulttimeout(old)
+    images = np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))  # [N, 3, 32, 32]
+    if cfg.resolution != images.shape[-1]:
+        t = torch.from_numpy(images).float()
+        t = torch.nn.functional.interpolate(t, size=cfg.resolution, mode="bicubic", antialias=True)
+        images = t.round().clamp(0, 255).to(torch.uint8).numpy()
+    return {"images": images, "labels": [int(y) for y in ds.targets], "class_names": list(ds.classes)}

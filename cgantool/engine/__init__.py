@@ -1,0 +1,1 @@
+"""The training engine: build a model from a RunConfig, run the loop."""

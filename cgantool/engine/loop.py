@@ -1,0 +1,403 @@
+"""THE training loop. Methods compute losses; the engine owns backward, optimizer steps, mixed precision,
+EMA, the NaN stop, Ctrl-C and checkpoints. Read it top to bottom.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cgantool.augment import diff_augment, parse_policy, random_hflip
+from cgantool.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, unflatten_optimizer
+from cgantool.config import RunConfig, config_to_dict, diff_configs, to_toml
+from cgantool.data import ImageDataset, load_dataset
+from cgantool.data.batches import RealBatches, to_float
+from cgantool.ema import make_ema, update_ema
+from cgantool.engine.model import GAN, build_gan, resolve_conditioning
+from cgantool.errors import CgantoolError, ConfigError
+from cgantool.sampling import default_labels, generate, latents, save_grid
+from cgantool.terms import Batch
+
+
+class TrainingError(CgantoolError):
+    """The run itself failed (diverged): exit code 1, the last good checkpoint is kept."""
+
+    exit_code = 1
+
+
+class Interrupted(CgantoolError):
+    """Ctrl-C: a checkpoint was written; exit code 130."""
+
+    exit_code = 130
+
+
+@dataclass
+class RunOptions:
+    """Runtime options: they never change what is computed, so they are not part of RunConfig."""
+
+    out: Path
+    device: str = "auto"
+    resume: bool = False
+    force: bool = False
+    progress: bool = True
+    console: Any = None  # rich Console on stderr
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{spec}'", hint="use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{spec}' requested but CUDA is not available", hint="use --device cpu or auto")
+    return device
+
+
+# ----------------------------------------------------------------------------------------------
+# Run directory
+
+
+def prepare_run_dir(cfg: RunConfig, opts: RunOptions) -> tuple[RunConfig, Checkpoint | None]:
+    """Create RUN, or reopen it for --resume; never overwrite silently. Returns the config to train with."""
+    run = opts.out
+    last = run / "checkpoints" / "last.safetensors"
+    if opts.resume:
+        if not last.exists():
+            raise CgantoolError(f"nothing to resume in {run} (no checkpoints/last.safetensors)",
+                                hint="start a new run without --resume")
+        ckpt = load_checkpoint(last)
+        stored = ckpt.config
+        differing = [
+            key for key in diff_configs(stored, cfg, ignore=("train.steps",))
+            if not (key == "model.conditioning" and cfg.model.conditioning == "auto")  # stored resolved
+        ]
+        if differing:
+            raise ConfigError(
+                f"--resume would change the run's config: {', '.join(differing)}",
+                hint="resume with the run's own settings (only --steps and runtime options may differ)",
+            )
+        return stored.model_copy(update={"train": stored.train.model_copy(update={"steps": cfg.train.steps})}), ckpt
+    if run.exists() and any(run.iterdir()):
+        if not opts.force:
+            raise CgantoolError(f"run directory {run} already exists",
+                                hint="pass --resume to continue it, --force to replace it, or choose another --out")
+        shutil.rmtree(run)
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run / "samples").mkdir(exist_ok=True)
+    return cfg, None
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def _sigint_flag():
+    """First Ctrl-C sets a flag (the loop checkpoints at the end of the step); a second one aborts."""
+    state = {"hit": False}
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum, frame):
+            if state["hit"]:
+                raise KeyboardInterrupt
+            state["hit"] = True
+
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not in the main thread: leave SIGINT alone
+        previous = None
+    try:
+        yield state
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+# ----------------------------------------------------------------------------------------------
+# Steps
+
+
+@dataclass
+class Trainer:
+    """The state of one run: model, optimizers, data, generators."""
+
+    cfg: RunConfig
+    gan: GAN
+    G_ema: torch.nn.Module | None
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    reals: RealBatches
+    noise: torch.Generator
+    device: torch.device
+    augment: list[str]
+    hflip: bool
+
+    def autocast(self):
+        if self.device.type == "cuda" and self.cfg.train.amp == "bf16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def sample_fake_c(self, n: int) -> torch.Tensor | None:
+        if self.gan.num_classes == 0:
+            return None
+        return torch.randint(self.gan.num_classes, (n,), device=self.device, generator=self.noise)
+
+    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        images, labels, _ = self.reals.next()
+        x = to_float(images)  # [B, 3, R, R] in [-1, 1]
+        if self.hflip:
+            x = random_hflip(x, self.noise)
+        return x, (labels if self.gan.num_classes else None)
+
+    def aug(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.augment, self.noise) if self.augment else x
+
+    def d_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        gan, B = self.gan, self.cfg.train.batch_size
+        real_img, real_c = self.real_batch()
+        fake_c = self.sample_fake_c(B)
+        z = torch.randn(B, gan.G.z_dim, device=self.device, generator=self.noise)
+        with self.autocast():
+            with torch.no_grad():
+                fake_img = gan.G(z, fake_c)
+            real = gan.D(self.aug(real_img), real_c)
+            fake = gan.D(self.aug(fake_img), fake_c)
+            losses = {"adv": gan.adversarial.d(real.logits, fake.logits)}
+            batch = Batch(real_c=real_c, fake_c=fake_c)
+            for term in gan.terms:
+                value = term.d_loss(gan.head(term), real, fake, batch)
+                if value is not None:
+                    losses[term.key] = term.weight * value
+        total = sum(losses.values())
+        self.opt_D.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_D.step()
+        return losses, total
+
+    def g_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        gan, B = self.gan, self.cfg.train.batch_size
+        needs_real = gan.adversarial.needs_real_in_g or any(t.needs_real_in_g for t in gan.terms)
+        fake_c = self.sample_fake_c(B)
+        z = torch.randn(B, gan.G.z_dim, device=self.device, generator=self.noise)
+        gan.D.requires_grad_(False)  # gradients flow through D to G, D's own are not needed
+        try:
+            with self.autocast():
+                real, real_c = None, None
+                if needs_real:
+                    real_img, real_c = self.real_batch()
+                    with torch.no_grad():
+                        real = gan.D(self.aug(real_img), real_c)
+                fake = gan.D(self.aug(gan.G(z, fake_c)), fake_c)
+                losses = {"adv": gan.adversarial.g(real.logits if real is not None else None, fake.logits)}
+                batch = Batch(real_c=real_c, fake_c=fake_c)
+                for term in gan.terms:
+                    value = term.g_loss(gan.head(term), fake, real, batch)
+                    if value is not None:
+                        losses[term.key] = term.weight * value
+            total = sum(losses.values())
+            self.opt_G.zero_grad(set_to_none=True)
+            total.backward()
+            self.opt_G.step()
+        finally:
+            gan.D.requires_grad_(True)
+        return losses, total
+
+    def set_lr(self, step: int) -> float:
+        """Linear decay to 0 at train.steps (Mimicry), or constant. Returns the factor applied."""
+        factor = 1.0 - step / self.cfg.train.steps if self.cfg.optim.lr_decay == "linear" else 1.0
+        for opt, base in ((self.opt_G, self.cfg.optim.lr_g), (self.opt_D, self.cfg.optim.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        return factor
+
+
+def _make_optimizer(params, lr: float, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
+    betas = (float(cfg.optim.beta1), float(cfg.optim.beta2))
+    kw: dict[str, Any] = {"foreach": True} if device.type == "cpu" else {"fused": True}
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=cfg.optim.eps, **kw)
+
+
+def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: Checkpoint | None) -> Trainer:
+    torch.manual_seed(cfg.train.seed)  # weight init
+    gan = build_gan(cfg, data.info())
+    gan.G.to(device)
+    gan.D.to(device)
+    G_ema = make_ema(gan.G) if cfg.train.ema_decay > 0 else None
+    opt_G = _make_optimizer(gan.G.parameters(), cfg.optim.lr_g, cfg, device)
+    opt_D = _make_optimizer(gan.D.parameters(), cfg.optim.lr_d, cfg, device)
+    noise = torch.Generator(device=device).manual_seed(cfg.train.seed)
+    position = 0
+    if ckpt is not None:
+        gan.G.load_state_dict(ckpt.tensors("G"))
+        gan.D.load_state_dict(ckpt.tensors("D"))
+        if G_ema is not None:
+            G_ema.load_state_dict(ckpt.tensors("G_ema"))
+        for name, opt in (("opt_G", opt_G), ("opt_D", opt_D)):
+            opt.load_state_dict(unflatten_optimizer(ckpt.tensors(name), ckpt.state[f"{name}.param_groups"]))
+        noise.set_state(ckpt.tensors("rng")["noise"])
+        position = int(ckpt.state["data_position"])
+    reals = RealBatches(data, cfg.train.batch_size, seed=cfg.train.seed, device=device, position=position)
+    # A flip would contradict captions naming left/right: only text-conditioned models read captions.
+    text_conditioned = cfg.model.conditioning == "text"
+    return Trainer(
+        cfg=cfg, gan=gan, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, reals=reals, noise=noise, device=device,
+        augment=parse_policy(cfg.train.diffaug), hflip=cfg.train.hflip and (data.hflip_safe or not text_conditioned),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(cfg: RunConfig, opts: RunOptions) -> Path:
+    """Train (or resume) a run in ``opts.out``; returns the path of the last checkpoint."""
+    device = resolve_device(opts.device)
+    cfg, ckpt = prepare_run_dir(cfg, opts)
+    data = load_dataset(cfg.data)
+    data_info = data.info()
+    # Store 'auto' conditioning resolved, so the checkpoint says what was trained.
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"conditioning": resolve_conditioning(cfg, data_info)})})
+    _write_text_atomic(opts.out / "config.toml", to_toml(config_to_dict(cfg)))
+    t = build_trainer(cfg, data, device, ckpt)
+    run = opts.out
+    step = ckpt.step if ckpt is not None else 0
+    tc = cfg.train
+    log = Logger(run / "metrics.jsonl", opts, start=step, total=tc.steps)
+
+    # Fixed grid: 8 rows; a conditional model shows one class per column (up to 20 classes).
+    columns = min(t.gan.num_classes, 20) if t.gan.num_classes else 8
+    grid_z = latents(tc.seed, range(8 * columns), t.gan.G.z_dim)
+    grid_c = default_labels(8 * columns, columns) if t.gan.num_classes else None
+
+    def sample_grid(at: int) -> None:
+        G = t.G_ema if t.G_ema is not None else t.gan.G
+        images = generate(G, grid_z, grid_c, device=device)
+        save_grid(images, run / "samples" / f"step_{at:07d}.png", nrow=columns)
+
+    def save(at: int, metrics: dict[str, Any]) -> Path:
+        modules = {"G": t.gan.G, "D": t.gan.D}
+        if t.G_ema is not None:
+            modules["G_ema"] = t.G_ema
+        path = run / "checkpoints" / f"step_{at:07d}.safetensors"
+        save_checkpoint(
+            path, config=cfg, step=at, data_info=data_info, modules=modules,
+            optimizers={"opt_G": t.opt_G, "opt_D": t.opt_D}, rng={"noise": t.noise.get_state()},
+            metrics=metrics, state={"data_position": t.reals.position},
+        )
+        _link_last(path)
+        _prune(run / "checkpoints", tc.keep_last)
+        return path
+
+    bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss since the last check
+    pending: list[dict[str, torch.Tensor]] = []
+    last_metrics: dict[str, Any] = {}
+    last_path = run / "checkpoints" / "last.safetensors"
+    with _sigint_flag() as sigint, log:
+        while step < tc.steps:
+            lr_factor = t.set_lr(step)
+            for _ in range(tc.d_steps_per_g_step):
+                d_losses, d_total = t.d_step()
+                bad |= ~torch.isfinite(d_total)
+            g_losses, g_total = t.g_step()
+            bad |= ~torch.isfinite(g_total)
+            if t.G_ema is not None:
+                update_ema(t.G_ema, t.gan.G, tc.ema_decay if step >= tc.ema_start_step else 0.0)
+            step += 1
+            pending.append({**{f"d/{k}": v.detach() for k, v in d_losses.items()},
+                            **{f"g/{k}": v.detach() for k, v in g_losses.items()}})
+            stop = sigint["hit"] or step == tc.steps
+            if step % tc.log_every == 0 or stop or step % tc.checkpoint_every == 0:
+                if bool(bad):  # the one host sync, once per log interval
+                    raise TrainingError(
+                        f"a loss became NaN or inf before step {step}; the run stopped",
+                        hint=f"the last good checkpoint is {last_path if last_path.exists() else 'none (none saved yet)'}; "
+                        "lower the learning rates, or resume from it",
+                    )
+                last_metrics = log.write(step, pending, lr_factor, cfg)
+                pending = []
+            if step % tc.sample_every == 0 or step == tc.steps:
+                sample_grid(step)
+            if step % tc.checkpoint_every == 0 or stop:
+                last_path = save(step, last_metrics)
+            if sigint["hit"] and step < tc.steps:
+                raise Interrupted(
+                    f"interrupted at step {step}; checkpoint saved to {last_path}",
+                    hint=f"resume with: cgantool train --out {run} --resume",
+                )
+    return last_path
+
+
+def _link_last(path: Path) -> None:
+    """Point checkpoints/last.safetensors at ``path`` atomically (hard link; copy where links fail)."""
+    last = path.with_name("last.safetensors")
+    tmp = path.with_name(f".last.tmp-{os.getpid()}")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(path, tmp)
+    except OSError:
+        shutil.copyfile(path, tmp)
+    os.replace(tmp, last)
+
+
+def _prune(folder: Path, keep: int) -> None:
+    steps = sorted(folder.glob("step_*.safetensors"))
+    for old in steps[:-keep]:
+        old.unlink()
+
+
+class Logger:
+    """metrics.jsonl lines and the rich progress bar (stderr)."""
+
+    def __init__(self, path: Path, opts: RunOptions, start: int, total: int):
+        self.path, self.opts, self.start, self.total = path, opts, start, total
+        self.t0 = time.perf_counter()
+        self.last_time, self.last_step = self.t0, start
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        if self.opts.progress and self.opts.console is not None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), console=self.opts.console, transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=self.total, completed=self.start, info="")
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False
+
+    def write(self, step: int, pending: list[dict[str, torch.Tensor]], lr_factor: float, cfg: RunConfig) -> dict[str, Any]:
+        now = time.perf_counter()
+        keys = pending[-1].keys() if pending else []
+        means = {k: float(torch.stack([p[k] for p in pending]).float().mean()) for k in keys}
+        images = (step - self.last_step) * cfg.train.batch_size * cfg.train.d_steps_per_g_step
+        img_per_s = images / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, step
+        row = {"step": step, "time": round(now - self.t0, 3), "img_per_s": round(img_per_s, 2),
+               "lr_g": cfg.optim.lr_g * lr_factor, "lr_d": cfg.optim.lr_d * lr_factor, **means}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.progress is not None:
+            losses = "  ".join(f"{k} {v:.3f}" for k, v in means.items())
+            self.progress.update(self.task, completed=step, info=f"{img_per_s:.0f} img/s  {losses}")
+        return {k: v for k, v in row.items() if k not in ("time",)}

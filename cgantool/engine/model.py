@@ -1,0 +1,99 @@
+"""Build G, D (backbone + term heads) and the loss terms from a RunConfig and the data description."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cgantool.config import RunConfig
+from cgantool.errors import ConfigError
+from cgantool.nets import build_discriminator, build_generator
+from cgantool.terms import BuildContext, Term, enabled_terms
+from cgantool.terms.adversarial import ADVERSARIAL, Adversarial
+
+
+class Discriminator(nn.Module):
+    """The D backbone plus the heads of the contrastive terms (all trained by the D optimizer)."""
+
+    def __init__(self, backbone: nn.Module, heads: dict[str, nn.Module]):
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleDict(heads)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        return self.backbone(x, y)
+
+
+@dataclass
+class GAN:
+    G: nn.Module
+    D: Discriminator
+    adversarial: Adversarial
+    terms: list[Term]
+    num_classes: int  # 0 = unconditional
+
+    def head(self, term: Term) -> nn.Module | None:
+        return self.D.heads[term.name] if term.name in self.D.heads else None
+
+
+def resolve_conditioning(cfg: RunConfig, data_info: dict[str, Any]) -> str:
+    """'auto' → 'class' when the data has two or more classes, else 'none'. Errors on impossible choices."""
+    has_classes = data_info.get("num_classes", 0) >= 2
+    mode = cfg.model.conditioning
+    if mode == "auto":
+        return "class" if has_classes else "none"
+    if mode == "class" and not has_classes:
+        raise ConfigError(
+            f"preset '{cfg.preset}' is class-conditional but the data '{data_info.get('source')}' has no class labels",
+            hint="use labelled data (shapes, cifar10, a folder with one sub-folder per class) "
+            "or set model.conditioning = 'none'",
+        )
+    return mode
+
+
+def build_gan(cfg: RunConfig, data_info: dict[str, Any]) -> GAN:
+    """Everything a run trains, built from the config alone (plus the data's resolution and classes)."""
+    num_classes = _num_classes(cfg, data_info)
+    resolution = int(data_info["resolution"])
+    m = cfg.model
+    d_kw: dict[str, Any] = dict(resolution=resolution, channels=m.d_channels or None, num_classes=num_classes)
+    if m.arch == "sngan":
+        # conditional D = projection discriminator, unless a term (2C) carries the class information
+        if cfg.loss.cond_2c.weight > 0:
+            d_kw["num_classes"] = 0
+    else:
+        d_kw["projection"] = num_classes > 0 and cfg.loss.cond_2c.weight == 0
+    G = make_generator(cfg, data_info)
+    backbone = build_discriminator(m.arch, **d_kw)
+    ctx = BuildContext(
+        feature_dims=dict(backbone.feature_dims), num_classes=num_classes, resolution=resolution, data_info=data_info
+    )
+    terms = enabled_terms(cfg.loss, ctx)
+    heads = {t.name: h for t in terms if (h := t.build_heads()) is not None}
+    return GAN(G=G, D=Discriminator(backbone, heads), adversarial=ADVERSARIAL.get(cfg.loss.adversarial),
+               terms=terms, num_classes=num_classes)
+
+
+def _num_classes(cfg: RunConfig, data_info: dict[str, Any]) -> int:
+    return data_info["num_classes"] if resolve_conditioning(cfg, data_info) == "class" else 0
+
+
+def make_generator(cfg: RunConfig, data_info: dict[str, Any]) -> nn.Module:
+    """G alone, as ``build_gan`` builds it (sample / eval / interpolate need nothing else)."""
+    m = cfg.model
+    kw: dict[str, Any] = dict(resolution=int(data_info["resolution"]), z_dim=m.z_dim, channels=m.g_channels or None,
+                              num_classes=_num_classes(cfg, data_info))
+    if m.arch == "sngan":
+        kw.update(self_attention=m.g_self_attention, upsample=m.upsample)
+    return build_generator(m.arch, **kw)
+
+
+def load_generator(ckpt, ema: bool = True, device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild G from a checkpoint's stored config and load its weights (the EMA copy when there is one)."""
+    G = make_generator(ckpt.config, ckpt.data_info)
+    prefix = "G_ema" if ema and ckpt.has("G_ema") else "G"
+    G.load_state_dict(ckpt.tensors(prefix))
+    return G.to(device).eval()

@@ -1,0 +1,42 @@
+"""Errors that reach the user as one line plus a hint (the CLI turns them into exit code 2)."""
+
+from __future__ import annotations
+
+
+class CgantoolError(Exception):
+    """A problem with the user's input: bad config, missing data, a file that is not a checkpoint.
+
+    ``message`` names the problem in one line; ``hint`` says what to do about it.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(CgantoolError):
+    """An invalid run configuration (unknown key, bad value, incompatible combination)."""
+
+
+class DataError(CgantoolError):
+    """Missing, unreadable or unsuitable data."""
+
+
+class CheckpointError(CgantoolError):
+    """A file that is not a (compatible) cgantool checkpoint."""
+
+
+class OfflineError(CgantoolError):
+    """Something had to be downloaded and could not be."""
+
+
+class GateFailed(Exception):
+    """An evaluation bound (--max-fid / --min-is) was missed: exit code 1, not a usage error."""
+
+    exit_code = 1

@@ -1,0 +1,41 @@
+"""ContraGAN's term: the conditional contrastive (2C) loss on D embeddings and class proxies.
+
+methods.md "ContraGAN": D adds lambda · L_2C(real embeddings, real labels); G adds lambda · L_2C(fake
+embeddings, the labels the fakes were generated for). lambda = ``loss.cond_2c.weight`` (1.0), t = 1.0.
+"""
+
+from __future__ import annotations
+
+from cgantool.errors import ConfigError
+from cgantool.losses import contrastive_2c_loss
+from cgantool.nets import Contrastive2CHeads
+from cgantool.terms import TERMS, Term
+
+
+@TERMS.register("cond_2c")
+class Cond2CTerm(Term):
+    name = "cond_2c"
+    key = "cond_2c"
+
+    def __init__(self, cfg, ctx):
+        super().__init__(cfg, ctx)
+        if ctx.num_classes < 2:
+            raise ConfigError(
+                "loss.cond_2c (ContraGAN's 2C loss) needs class labels, but the model is unconditional",
+                hint="use labelled data (shapes, cifar10, a folder with one sub-folder per class) "
+                "and model.conditioning = 'class', or set loss.cond_2c.weight = 0",
+            )
+        self.heads_args = (ctx.feature_dims["h"], ctx.num_classes, cfg.embed_dim)
+
+    def build_heads(self):
+        return Contrastive2CHeads(*self.heads_args)
+
+    def _loss(self, heads, out, labels):
+        embed, proxy = heads(out.h, labels)  # [B, d], [B, d]
+        return contrastive_2c_loss(embed, proxy, labels, temperature=self.cfg.temperature, margin=self.cfg.margin)
+
+    def d_loss(self, heads, real, fake, batch):
+        return self._loss(heads, real, batch.real_c)
+
+    def g_loss(self, heads, fake, real, batch):
+        return self._loss(heads, fake, batch.fake_c)

@@ -1,0 +1,84 @@
+"""safetensors checkpoints: round trip of weights, optimizer state and metadata; bad files are refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cgantool.checkpoint import load_checkpoint, save_checkpoint, unflatten_optimizer
+from cgantool.config import resolve_config
+from cgantool.errors import CheckpointError
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+
+
+def test_round_trip_weights_optimizer_metadata(tmp_path):
+    cfg = resolve_config("contragan", sets=["train.batch_size=7"])
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    path = tmp_path / "c.safetensors"
+    info = {"resolution": 16, "class_names": ["a", "b"], "num_classes": 2}
+    save_checkpoint(path, config=cfg, step=42, data_info=info, modules={"G": model}, optimizers={"opt_G": opt},
+                    rng={"noise": torch.Generator().manual_seed(3).get_state()}, metrics={"fid": 1.5},
+                    state={"data_position": 99})
+    ckpt = load_checkpoint(path)
+    assert ckpt.config == cfg and ckpt.preset == "contragan" and ckpt.step == 42
+    assert ckpt.data_info == info and ckpt.metrics == {"fid": 1.5} and ckpt.state["data_position"] == 99
+    loaded = ckpt.tensors("G")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+    # optimizer: a fresh Adam loaded from the file continues exactly like the original
+    model2 = _model()
+    model2.load_state_dict(loaded)
+    opt2 = torch.optim.Adam(model2.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt2.load_state_dict(unflatten_optimizer(ckpt.tensors("opt_G"), ckpt.state["opt_G.param_groups"]))
+    for m, o in ((model, opt), (model2, opt2)):
+        o.zero_grad()
+        m(torch.ones(5, 4)).sum().backward()
+        o.step()
+    for p1, p2 in zip(model.parameters(), model2.parameters()):
+        torch.testing.assert_close(p1, p2, rtol=0, atol=0)
+    assert torch.equal(ckpt.tensors("rng")["noise"], torch.Generator().manual_seed(3).get_state())
+    assert not list(tmp_path.glob(".*tmp*"))  # the temp file was renamed away
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+
+
+def test_not_safetensors(tmp_path):
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"\x80\x04 this is a pickle, not safetensors")
+    with pytest.raises(CheckpointError, match="not a cgantool checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_foreign_safetensors(tmp_path):
+    other = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="safetensors file but not a cgantool checkpoint"):
+        load_checkpoint(other)
+
+
+def test_newer_format_is_refused(tmp_path):
+    path = tmp_path / "new.safetensors"
+    save_file({"G.w": torch.zeros(2)}, str(path), metadata={"format": "cgantool", "format_version": "99"})
+    with pytest.raises(CheckpointError, match="newer cgantool"):
+        load_checkpoint(path)
+
+
+def test_damaged_metadata(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    save_file({"G.w": torch.zeros(2)}, str(path),
+              metadata={"format": "cgantool", "format_version": "1", "config": json.dumps({"nope": 1})})
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(path)
