@@ -74,7 +74,16 @@ def _root(
 
 
 def _register() -> None:
-    from cgantool.cli import config_cmd, data_cmd, info_cmd, presets_cmd, sample_cmd, train_cmd  # noqa: F401
+    from cgantool.cli import (  # noqa: F401
+        config_cmd,
+        data_cmd,
+        eval_cmd,
+        info_cmd,
+        interpolate_cmd,
+        presets_cmd,
+        sample_cmd,
+        train_cmd,
+    )
 
 
 _register()

@@ -68,8 +68,11 @@ def resolve_device(spec: str) -> torch.device:
 # Run directory
 
 
-def prepare_run_dir(cfg: RunConfig, opts: RunOptions) -> tuple[RunConfig, Checkpoint | None]:
-    """Create RUN, or reopen it for --resume; never overwrite silently. Returns the config to train with."""
+def check_run_dir(cfg: RunConfig, opts: RunOptions) -> tuple[RunConfig, Checkpoint | None]:
+    """Check RUN before anything is written: reopen it for --resume, refuse to overwrite it silently.
+
+    Returns the config to train with (the checkpoint's own for --resume) and the checkpoint to resume from.
+    """
     run = opts.out
     last = run / "checkpoints" / "last.safetensors"
     if opts.resume:
@@ -88,14 +91,17 @@ def prepare_run_dir(cfg: RunConfig, opts: RunOptions) -> tuple[RunConfig, Checkp
                 hint="resume with the run's own settings (only --steps and runtime options may differ)",
             )
         return stored.model_copy(update={"train": stored.train.model_copy(update={"steps": cfg.train.steps})}), ckpt
-    if run.exists() and any(run.iterdir()):
-        if not opts.force:
-            raise CgantoolError(f"run directory {run} already exists",
-                                hint="pass --resume to continue it, --force to replace it, or choose another --out")
-        shutil.rmtree(run)
-    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run / "samples").mkdir(exist_ok=True)
+    if run.exists() and any(run.iterdir()) and not opts.force:
+        raise CgantoolError(f"run directory {run} already exists",
+                            hint="pass --resume to continue it, --force to replace it, or choose another --out")
     return cfg, None
+
+
+def create_run_dir(opts: RunOptions) -> None:
+    if not opts.resume and opts.out.exists():
+        shutil.rmtree(opts.out)  # --force (check_run_dir refused every other case)
+    (opts.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (opts.out / "samples").mkdir(exist_ok=True)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -265,13 +271,14 @@ def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt
 def train(cfg: RunConfig, opts: RunOptions) -> Path:
     """Train (or resume) a run in ``opts.out``; returns the path of the last checkpoint."""
     device = resolve_device(opts.device)
-    cfg, ckpt = prepare_run_dir(cfg, opts)
+    cfg, ckpt = check_run_dir(cfg, opts)
     data = load_dataset(cfg.data)
     data_info = data.info()
     # Store 'auto' conditioning resolved, so the checkpoint says what was trained.
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"conditioning": resolve_conditioning(cfg, data_info)})})
+    t = build_trainer(cfg, data, device, ckpt)  # every config/data error is raised before the run dir is touched
+    create_run_dir(opts)
     _write_text_atomic(opts.out / "config.toml", to_toml(config_to_dict(cfg)))
-    t = build_trainer(cfg, data, device, ckpt)
     run = opts.out
     step = ckpt.step if ckpt is not None else 0
     tc = cfg.train

@@ -1,0 +1,107 @@
+"""``cgantool eval``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from cgantool.cli import app, err_console, guarded
+
+EXAMPLE = "cgantool eval runs/x/checkpoints/last.safetensors --fid --kid --json -"
+
+
+@app.command("eval", help="Score a checkpoint (or two image folders): FID, KID, IS, precision/recall/density/coverage.\n\n"
+             f"Example: [cyan]{EXAMPLE}[/]\n\nWith no metric flag: FID and KID. Exit code 1 when --max-fid/--min-is is missed.")
+@guarded
+def eval_(
+    checkpoint: Path = typer.Argument(None, help="A cgantool checkpoint (or use --real/--fake)."),
+    fid: bool = typer.Option(False, "--fid"),
+    kid: bool = typer.Option(False, "--kid"),
+    is_: bool = typer.Option(False, "--is", help="Inception Score (Inception extractor only)."),
+    prdc: bool = typer.Option(False, "--prdc", help="Precision/recall (k=3), density/coverage (k=5)."),
+    per_class: bool = typer.Option(False, "--per-class", help="FID per class (conditional models)."),
+    data: str = typer.Option(None, "--data", help="Reference data (default: the checkpoint's dataset)."),
+    real: Path = typer.Option(None, "--real", help="Folder of real images (with --fake)."),
+    fake: Path = typer.Option(None, "--fake", help="Folder of generated images (with --real)."),
+    num_samples: int = typer.Option(10000, "--num-samples", "-n", min=2),
+    batch_size: int = typer.Option(100, "--batch-size", "-b", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    no_ema: bool = typer.Option(False, "--no-ema"),
+    mode: str = typer.Option("clean", "--mode", help="clean, legacy_tensorflow or legacy_pytorch (clean-fid)."),
+    feature_extractor: str = typer.Option(None, "--feature-extractor", help="module:function returning a uint8→features callable."),
+    inception_weights: str = typer.Option(None, "--inception-weights", help="Path of inception-2015-12-05.pt (or $CGANTOOL_INCEPTION_WEIGHTS)."),
+    json_out: str = typer.Option(None, "--json", help="Write the result as JSON to FILE, or - for stdout."),
+    max_fid: float = typer.Option(None, "--max-fid", help="Exit 1 when FID is above this."),
+    min_is: float = typer.Option(None, "--min-is", help="Exit 1 when IS is below this."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    from cgantool.engine.loop import resolve_device
+    from cgantool.errors import CgantoolError, GateFailed
+    from cgantool.eval.evaluate import EvalOptions, evaluate_folders, evaluate_generator
+
+    if mode not in ("clean", "legacy_tensorflow", "legacy_pytorch"):
+        raise CgantoolError(f"unknown --mode '{mode}'", hint="use clean, legacy_tensorflow or legacy_pytorch")
+    wanted = tuple(m for m, on in (("fid", fid), ("kid", kid), ("is", is_), ("prdc", prdc)) if on) or ("fid", "kid")
+    if max_fid is not None and "fid" not in wanted:
+        wanted = ("fid", *wanted)
+    if min_is is not None and "is" not in wanted:
+        wanted = (*wanted, "is")
+    opts = EvalOptions(metrics=wanted, num_samples=num_samples, batch_size=batch_size, seed=seed, mode=mode,
+                       feature_extractor=feature_extractor or os.environ.get("CGANTOOL_FEATURE_EXTRACTOR", ""),
+                       inception_weights=inception_weights, per_class=per_class, device=resolve_device(device))
+    if (real is None) != (fake is None):
+        raise CgantoolError("--real and --fake go together", hint="pass both folders, or a checkpoint")
+    if real is not None:
+        if checkpoint is not None:
+            raise CgantoolError("pass a checkpoint or --real/--fake, not both", hint="drop one of them")
+        result = evaluate_folders(real, fake, opts)
+        result.update(real=str(real), fake=str(fake))
+    else:
+        if checkpoint is None:
+            raise CgantoolError("nothing to evaluate", hint="pass a checkpoint, or --real DIR --fake DIR")
+        from cgantool.checkpoint import load_checkpoint
+        from cgantool.config import DataConfig
+        from cgantool.data import load_dataset, parse_source
+        from cgantool.engine.model import load_generator
+
+        ckpt = load_checkpoint(checkpoint)
+        data_cfg = ckpt.config.data
+        if data is not None:
+            source, res = parse_source(data)
+            data_cfg = DataConfig(**{**data_cfg.model_dump(), "source": source,
+                                     "resolution": res or ckpt.data_info["resolution"]})
+        dataset = load_dataset(data_cfg)
+        G = load_generator(ckpt, ema=not no_ema, device=opts.device)
+        result = evaluate_generator(G, G.num_classes, dataset, opts)
+        result.update(checkpoint=str(checkpoint), step=ckpt.step, preset=ckpt.preset, dataset=dataset.source,
+                      ema=not no_ema and ckpt.has("G_ema"))
+    _report(result, json_out)
+    m = result["metrics"]
+    if max_fid is not None and m["fid"] > max_fid:
+        raise GateFailed(f"FID {m['fid']:.3f} is above --max-fid {max_fid}")
+    if min_is is not None and m.get("is", float("-inf")) < min_is:
+        raise GateFailed(f"IS {m.get('is', float('nan')):.3f} is below --min-is {min_is}")
+
+
+def _report(result: dict, json_out: str | None) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"cgantool eval ({result['num_fake']} fake / {result['num_real']} real, {result['extractor']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result["metrics"].items():
+        if isinstance(value, dict):
+            for name, v in value.items():
+                table.add_row(f"{key}[{name}]", f"{v:.4f}")
+        else:
+            table.add_row(key, f"{value:.4f}")
+    err_console.print(table)
+    if json_out == "-":
+        typer.echo(json.dumps(result, indent=2))
+    elif json_out:
+        from cgantool.checkpoint import atomic_write
+
+        atomic_write(Path(json_out), lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))

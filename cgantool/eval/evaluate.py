@@ -1,0 +1,188 @@
+"""Evaluate a generator (or a folder of images) against a dataset: FID, KID, IS, PR/DC, per-class FID.
+
+Images go generator → uint8 (exactly what a PNG would hold) → feature extractor, in memory. Real features of a
+dataset are computed once and cached under cgantool's cache dir, keyed by everything that changes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cgantool import __version__
+from cgantool.errors import CgantoolError, DataError
+from cgantool.eval import metrics as M
+
+METRICS = ("fid", "kid", "is", "prdc")
+
+
+@dataclass
+class EvalOptions:
+    metrics: tuple[str, ...] = ("fid", "kid")
+    num_samples: int = 10000
+    batch_size: int = 100
+    seed: int = 0
+    mode: str = "clean"  # clean | legacy_tensorflow | legacy_pytorch (clean-fid's resize conventions)
+    feature_extractor: str = ""  # "" = Inception; else "module:function"
+    inception_weights: str | None = None
+    per_class: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+class Extractor:
+    """uint8 [B, 3, H, W] → features [B, F]; ``probs`` (for IS) when the extractor has class outputs."""
+
+    def __init__(self, opts: EvalOptions):
+        self.opts = opts
+        if opts.feature_extractor:
+            from cgantool.eval.inception import load_feature_extractor
+
+            self.fn = load_feature_extractor(opts.feature_extractor)
+            self.name = opts.feature_extractor
+        else:
+            from cgantool.eval.inception import InceptionFeatures, resolve_inception_weights
+
+            path = resolve_inception_weights(opts.inception_weights)
+            self.fn = InceptionFeatures(path, mode=opts.mode, device=opts.device)
+            self.name = f"inception-2015-12-05/{opts.mode}"
+
+    @torch.no_grad()
+    def features(self, images_u8: torch.Tensor) -> torch.Tensor:
+        return self.fn(images_u8.to(self.opts.device)).float().cpu()
+
+    @torch.no_grad()
+    def probs(self, images_u8: torch.Tensor) -> torch.Tensor:
+        logits_fn = getattr(self.fn, "logits", None)
+        if logits_fn is None:
+            raise CgantoolError(f"the Inception Score needs class logits, which '{self.name}' does not provide",
+                                hint="drop --is, or use the Inception extractor (no --feature-extractor)")
+        return torch.softmax(logits_fn(images_u8.to(self.opts.device)).double(), dim=1).cpu()
+
+
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int) -> np.ndarray:
+    return torch.cat([fn(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]).numpy()
+
+
+def _cache_path(kind: str, key: dict[str, Any]) -> Path:
+    from cgantool.data import cache_dir
+
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / "stats" / f"{kind}-{digest}.npz"
+
+
+def real_features(dataset, extractor: Extractor, opts: EvalOptions, labels_too: bool = False) -> dict[str, np.ndarray]:
+    """Features of the first ``num_samples`` images of the dataset (all if fewer), cached on disk."""
+    n = min(opts.num_samples, len(dataset))
+    key = {"source": dataset.source, "resolution": dataset.resolution, "num_images": len(dataset), "n": n,
+           "extractor": extractor.name, "probs": "is" in opts.metrics, "v": 1}
+    path = _cache_path("real", key)
+    if path.exists():
+        with np.load(path) as f:
+            return dict(f)
+    images = dataset.images[:n]
+    out = {"features": _batched(extractor.features, torch.as_tensor(np.asarray(images)), opts.batch_size)}
+    if dataset.labels is not None:
+        out["labels"] = dataset.labels[:n].numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+    np.savez(tmp, **out)
+    os.replace(tmp, path)
+    return out
+
+
+def compute_metrics(real: np.ndarray, fake: np.ndarray, wanted: tuple[str, ...], fake_probs: np.ndarray | None,
+                    seed: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if "fid" in wanted:
+        out["fid"] = float(M.frechet_distance(*M.feature_stats(real), *M.feature_stats(fake)))
+    if "kid" in wanted:
+        mean, std = M.kernel_inception_distance(real, fake, seed=seed)
+        out["kid"], out["kid_std"] = float(mean), float(std)
+    if "is" in wanted and fake_probs is not None:
+        mean, std = M.inception_score(fake_probs, splits=10)
+        out["is"], out["is_std"] = float(mean), float(std)
+    if "prdc" in wanted:
+        out.update({k: float(v) for k, v in M.prdc(real, fake).items()})
+    return out
+
+
+def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extractor: Extractor | None = None) -> dict[str, Any]:
+    """Metrics of generator G against ``dataset``; class-balanced fake labels for conditional G."""
+    from cgantool.sampling import default_labels, generate, latents
+
+    start = time.perf_counter()
+    extractor = extractor or Extractor(opts)
+    real = real_features(dataset, extractor, opts)
+    n = opts.num_samples
+    labels = default_labels(n, num_classes)
+    feats, probs = [], []
+    for i in range(0, n, opts.batch_size):  # generate and extract in chunks: bounded memory for any N
+        idx = range(i, min(i + opts.batch_size, n))
+        images = generate(G, latents(opts.seed, idx, G.z_dim), labels[i : idx.stop] if labels is not None else None,
+                          batch_size=opts.batch_size, device=opts.device)
+        feats.append(extractor.features(images).numpy())
+        if "is" in opts.metrics:
+            probs.append(extractor.probs(images).numpy())
+    fake = np.concatenate(feats)
+    result = compute_metrics(real["features"], fake, opts.metrics, np.concatenate(probs) if probs else None, opts.seed)
+    if opts.per_class and num_classes:
+        if "labels" not in real:
+            raise DataError("per-class FID needs a labelled dataset", hint="evaluate against the labelled training data")
+        per = {}
+        names = dataset.class_names
+        for c in range(num_classes):
+            r = real["features"][real["labels"] == c]
+            f = fake[labels.numpy() == c]
+            if len(r) >= 2 and len(f) >= 2:
+                per[names[c] if c < len(names) else str(c)] = float(M.frechet_distance(*M.feature_stats(r), *M.feature_stats(f)))
+        result["fid_per_class"] = per
+        result["fid_intra_class_mean"] = float(np.mean(list(per.values()))) if per else float("nan")
+    return {"metrics": result, "num_real": int(len(real["features"])), "num_fake": int(n), "extractor": extractor.name,
+            "mode": opts.mode, "seed": opts.seed, "seconds": round(time.perf_counter() - start, 2),
+            "cgantool_version": __version__}
+
+
+def load_folder_images(folder: Path, resolution: int | None = None) -> torch.Tensor:
+    """All images of a folder as uint8 [N, 3, R, R] (R = the first image's size unless given)."""
+    from PIL import Image
+
+    from cgantool.data.sources import IMAGE_EXTENSIONS
+
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder}", hint="pass an existing folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataError(f"no images found in {folder}", hint="put PNG/JPEG files there")
+    out = []
+    for f in files:
+        with Image.open(f) as img:
+            img = img.convert("RGB")
+            if resolution is None:
+                resolution = img.size[0]
+            if img.size != (resolution, resolution):
+                img = img.resize((resolution, resolution), Image.Resampling.BICUBIC)
+            out.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def evaluate_folders(real_dir: Path, fake_dir: Path, opts: EvalOptions) -> dict[str, Any]:
+    start = time.perf_counter()
+    extractor = Extractor(opts)
+    real_imgs = load_folder_images(real_dir)
+    fake_imgs = load_folder_images(fake_dir, resolution=real_imgs.shape[-1])
+    real = _batched(extractor.features, real_imgs, opts.batch_size)
+    fake = _batched(extractor.features, fake_imgs, opts.batch_size)
+    probs = _batched(extractor.probs, fake_imgs, opts.batch_size) if "is" in opts.metrics else None
+    result = compute_metrics(real, fake, opts.metrics, probs, opts.seed)
+    return {"metrics": result, "num_real": len(real), "num_fake": len(fake), "extractor": extractor.name,
+            "mode": opts.mode, "seed": opts.seed, "seconds": round(time.perf_counter() - start, 2),
+            "cgantool_version": __version__}

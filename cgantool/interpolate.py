@@ -1,0 +1,87 @@
+"""Walks through latent space (slerp / lerp between seeds) and between classes, written as GIF, PNG or frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cgantool.errors import CgantoolError
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation of rows of a, b [..., D] (falls back to lerp for (anti)parallel rows).
+
+    slerp(a, b, 0) = a and slerp(a, b, 1) = b exactly.
+    """
+    if t == 0.0:
+        return a.clone()
+    if t == 1.0:
+        return b.clone()
+    a64, b64 = a.double(), b.double()
+    cos = (a64 * b64).sum(-1, keepdim=True) / (a64.norm(dim=-1, keepdim=True) * b64.norm(dim=-1, keepdim=True)).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    so = torch.sin(omega)
+    out = torch.where(
+        so.abs() < 1e-6,
+        (1 - t) * a64 + t * b64,
+        torch.sin((1 - t) * omega) / so * a64 + torch.sin(t * omega) / so * b64,
+    )
+    return out.to(a.dtype)
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    return a + (b - a) * t if 0.0 < t < 1.0 else (a.clone() if t == 0.0 else b.clone())
+
+
+def walk_positions(num_keys: int, frames: int, loop: bool) -> list[tuple[int, int, float]]:
+    """(from key, to key, t) for every frame: ``frames`` per segment, the last key included unless looping.
+
+    Keys k0..kn-1 give n-1 segments (n with --loop, back to k0); frame 0 is exactly key 0.
+    """
+    if num_keys < 2:
+        raise CgantoolError("an interpolation needs at least two keys", hint="e.g. --seeds 1,2 or --classes a,b")
+    if frames < 2:
+        raise CgantoolError("--frames must be at least 2", hint="e.g. --frames 24")
+    segments = num_keys if loop else num_keys - 1
+    out = [(s, (s + 1) % num_keys, f / frames) for s in range(segments) for f in range(frames)]
+    if not loop:
+        out.append((num_keys - 2, num_keys - 1, 1.0))
+    return out
+
+
+def interpolate_keys(keys: torch.Tensor, frames: int, method: str, loop: bool) -> torch.Tensor:
+    """keys [K, R, D] → frames [T, R, D] along the walk."""
+    fn = {"slerp": slerp, "lerp": lerp}.get(method)
+    if fn is None:
+        raise CgantoolError(f"unknown interpolation method '{method}'", hint="use slerp or lerp")
+    return torch.stack([fn(keys[i], keys[j], t) for i, j, t in walk_positions(keys.shape[0], frames, loop)])
+
+
+def write_frames(frames_u8: torch.Tensor, out: Path, fps: int) -> str:
+    """frames [T, R, 3, H, W] uint8 → animated GIF (R images stacked per frame), PNG strip (R rows × T), or DIR."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    from cgantool.checkpoint import atomic_write
+
+    T, R = frames_u8.shape[:2]
+    suffix = out.suffix.lower()
+    if suffix == ".gif":
+        images = [Image.fromarray(make_grid(frames_u8[t], nrow=1, padding=0).permute(1, 2, 0).numpy()) for t in range(T)]
+        duration = max(1, round(1000 / fps))
+        atomic_write(out, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                      duration=duration, loop=0, disposal=1))
+        return f"{T}-frame GIF at {fps} fps"
+    if suffix == ".png":
+        strip = frames_u8.transpose(0, 1).reshape(T * R, *frames_u8.shape[2:])  # row r = walk r
+        grid = make_grid(strip, nrow=T, padding=1)
+        atomic_write(out, lambda tmp: Image.fromarray(grid.permute(1, 2, 0).numpy()).save(tmp, format="PNG"))
+        return f"PNG strip of {R} row(s) × {T} frames"
+    if suffix:
+        raise CgantoolError(f"unsupported output '{out}'", hint="use FILE.gif, FILE.png or a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for t in range(T):
+        grid = make_grid(frames_u8[t], nrow=1, padding=0)
+        Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / f"frame_{t:04d}.png")
+    return f"{T} frames"
