@@ -22,11 +22,13 @@ def presets(name: str = typer.Argument(None, help="A preset to show in full.")) 
         typer.echo(to_toml(config_to_dict(cfg)), nl=False)
         return
     table = Table(title="cgantool presets")
-    for col in ("preset", "backbone", "adversarial", "contrastive terms", "conditioning", "about"):
+    table.add_column("preset", no_wrap=True, style="bold")
+    for col in ("backbone", "adversarial", "contrastive terms", "conditioning", "about"):
         table.add_column(col)
     for preset in preset_names():
         cfg = resolve_config(preset)
         terms = [f"{k} ×{v['weight']}" for k, v in config_to_dict(cfg)["loss"].items() if isinstance(v, dict) and v.get("weight", 0) > 0]
-        about = preset_header(preset).splitlines()[0] if preset_header(preset) else ""
+        header = preset_header(preset)
+        about = header.split(")")[0] + ")" if ")" in header else header.split("\n")[0]  # "Name (authors, venue)"
         table.add_row(preset, cfg.model.arch, cfg.loss.adversarial, ", ".join(terms) or "-", cfg.model.conditioning, about)
     console.print(table)
