@@ -62,7 +62,8 @@ def test_sample_images_do_not_depend_on_batch_size(tiny_run, runner, tmp_path):
     for i in range(5):
         a = np.asarray(Image.open(tmp_path / "a" / f"{i:04d}.png"))
         b = np.asarray(Image.open(tmp_path / "b" / f"{i:04d}.png"))
-        assert np.array_equal(a, b)
+        # the same z per image; batching may only move a pixel by one level (float summation order)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_resume_equals_uninterrupted(runner, tmp_path):

@@ -344,7 +344,7 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
                     f"interrupted at step {step}; checkpoint saved to {last_path}",
                     hint=f"resume with: cgantool train --out {run} --resume",
                 )
-    return last_path
+    return run / "checkpoints" / "last.safetensors"
 
 
 def _link_last(path: Path) -> None:
