@@ -61,11 +61,14 @@ class Extractor:
 
     @torch.no_grad()
     def probs(self, images_u8: torch.Tensor) -> torch.Tensor:
-        logits_fn = getattr(self.fn, "logits", None)
-        if logits_fn is None:
-            raise CgantoolError(f"the Inception Score needs class logits, which '{self.name}' does not provide",
-                                hint="drop --is, or use the Inception extractor (no --feature-extractor)")
-        return torch.softmax(logits_fn(images_u8.to(self.opts.device)).double(), dim=1).cpu()
+        """Class probabilities [B, C] for the Inception Score: the extractor's ``probs`` (or softmax of ``logits``)."""
+        x = images_u8.to(self.opts.device)
+        if hasattr(self.fn, "probs"):
+            return self.fn.probs(x).double().cpu()
+        if hasattr(self.fn, "logits"):
+            return torch.softmax(self.fn.logits(x).double(), dim=1).cpu()
+        raise CgantoolError(f"the Inception Score needs class probabilities, which '{self.name}' does not provide",
+                            hint="drop --is, or use the Inception extractor (no --feature-extractor)")
 
 
 def _batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int) -> np.ndarray:

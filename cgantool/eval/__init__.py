@@ -1,0 +1,1 @@
+"""Evaluation: metrics on features, feature extractors (Inception with an offline story), evaluate()."""

@@ -1,0 +1,142 @@
+"""`cgantool eval` end to end offline (test-built feature extractor), JSON, gates, and the Inception offline story."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from cgantool.errors import CgantoolError, OfflineError
+from cgantool.eval import inception
+from cgantool.eval.inception import load_feature_extractor, resolve_inception_weights
+from tests.conftest import invoke
+from tests.test_cli import assert_usage_error
+
+FX = "tests.fake_extractor:build"
+
+
+def _eval(runner, *args):
+    return invoke(runner, "eval", *args, "--feature-extractor", FX, "--device", "cpu")
+
+
+def test_eval_checkpoint_json_to_stdout(tiny_run, runner):
+    result = _eval(runner, tiny_run / "checkpoints" / "last.safetensors", "--fid", "--kid", "--is", "--prdc",
+                   "--num-samples", "60", "--batch-size", "25", "--json", "-")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert {"fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "density", "coverage"} <= doc["metrics"].keys()
+    assert doc["num_fake"] == 60 and doc["num_real"] == 60 and doc["step"] == 8
+    assert doc["extractor"] == FX and doc["mode"] == "clean" and doc["seed"] == 0
+    assert doc["dataset"] == "shapes" and "cgantool_version" in doc and doc["seconds"] >= 0
+    assert doc["metrics"]["fid"] > 0
+
+
+def test_eval_defaults_to_fid_and_kid_and_writes_a_file(tiny_run, runner, tmp_path):
+    out = tmp_path / "r.json"
+    result = _eval(runner, tiny_run / "checkpoints" / "last.safetensors", "-n", "30", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(out.read_text())["metrics"]) == {"fid", "kid", "kid_std"}
+
+
+def test_per_class_fid(tiny_run, runner):
+    result = _eval(runner, tiny_run / "checkpoints" / "last.safetensors", "--per-class", "-n", "200", "--json", "-")
+    assert result.exit_code == 0, result.output
+    per = json.loads(result.stdout)["metrics"]["fid_per_class"]
+    assert "red_circle" in per and all(v >= 0 for v in per.values())
+
+
+def test_gates_exit_1(tiny_run, runner):
+    ckpt = tiny_run / "checkpoints" / "last.safetensors"
+    result = _eval(runner, ckpt, "-n", "30", "--max-fid", "0.0001")
+    assert result.exit_code == 1 and "above --max-fid" in result.output
+    assert _eval(runner, ckpt, "-n", "30", "--max-fid", "1e9").exit_code == 0
+    assert _eval(runner, ckpt, "-n", "30", "--min-is", "1e9").exit_code == 1
+
+
+def _folder(path, images):
+    path.mkdir(parents=True)
+    for i, img in enumerate(images):
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(path / f"{i:04d}.png")
+
+
+def test_folders_identical_zero_and_shapes_far_below_noise(runner, tmp_path):
+    import torch
+
+    from cgantool.data.shapes import generate_shapes
+
+    _folder(tmp_path / "a", generate_shapes(150, 16, seed=0).images)
+    _folder(tmp_path / "b", generate_shapes(150, 16, seed=1).images)
+    _folder(tmp_path / "noise", torch.randint(0, 256, (150, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
+
+    def fid(real, fake):
+        r = _eval(runner, "--real", tmp_path / real, "--fake", tmp_path / fake, "--fid", "--json", "-")
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)["metrics"]["fid"]
+
+    assert abs(fid("a", "a")) < 1e-6
+    assert fid("a", "b") * 10 < fid("a", "noise")
+
+
+def test_eval_bad_input(tiny_run, runner, tmp_path):
+    ckpt = tiny_run / "checkpoints" / "last.safetensors"
+    assert_usage_error(_eval(runner, ckpt, "--mode", "fancy"), "unknown --mode")
+    assert_usage_error(_eval(runner, "--real", tmp_path), "go together")
+    assert_usage_error(_eval(runner, tmp_path / "x.safetensors"), "checkpoint not found")
+    assert_usage_error(invoke(runner, "eval", ckpt, "--feature-extractor", "nope_module:f"), "cannot import")
+    assert_usage_error(invoke(runner, "eval", ckpt, "--feature-extractor", "tests.fake_extractor:nothing"), "has no function")
+
+
+def test_eval_without_inception_weights_fails_fast_offline(tiny_run, runner, monkeypatch, tmp_path):
+    monkeypatch.setattr(inception, "URL", "http://127.0.0.1:9/inception-2015-12-05.pt")
+    monkeypatch.setattr(inception, "CLEANFID_PATH", tmp_path / "absent.pt")
+    monkeypatch.delenv("CGANTOOL_INCEPTION_WEIGHTS", raising=False)
+    start = time.monotonic()
+    result = invoke(runner, "eval", tiny_run / "checkpoints" / "last.safetensors", "--fid", "-n", "10")
+    assert time.monotonic() - start < 30
+    assert_usage_error(result, "could not download the Inception weights", "inception-2015-12-05.pt")
+
+
+def test_resolve_weights_explicit_env_and_cache(tmp_path, monkeypatch):
+    with pytest.raises(CgantoolError, match="not found at"):
+        resolve_inception_weights(str(tmp_path / "nope.pt"))
+    f = tmp_path / "w.pt"
+    f.write_bytes(b"x")
+    assert resolve_inception_weights(str(f)) == f
+    monkeypatch.setenv("CGANTOOL_INCEPTION_WEIGHTS", str(f))
+    assert resolve_inception_weights() == f
+    monkeypatch.setenv("CGANTOOL_INCEPTION_WEIGHTS", str(tmp_path / "missing.pt"))
+    with pytest.raises(CgantoolError, match="missing file"):
+        resolve_inception_weights()
+
+
+def test_download_to_a_silent_server_times_out(tmp_path, monkeypatch):
+    # a local server that accepts the connection and never answers: a black-holed network
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    monkeypatch.setattr(inception, "CLEANFID_PATH", tmp_path / "absent.pt")
+    monkeypatch.delenv("CGANTOOL_INCEPTION_WEIGHTS", raising=False)
+    start = time.monotonic()
+    with pytest.raises(OfflineError) as e:
+        resolve_inception_weights(timeout=1.0, url=f"http://127.0.0.1:{port}/inception-2015-12-05.pt")
+    assert time.monotonic() - start < 10
+    assert inception.URL in e.value.hint and str(inception.cache_path()) in e.value.hint
+    assert not list(inception.cache_path().parent.glob(".*tmp*"))
+    server.close()
+
+
+def test_load_feature_extractor():
+    fx = load_feature_extractor(FX)
+    import torch
+
+    feats = fx(torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
+    assert feats.shape == (2, 64)
+    with pytest.raises(CgantoolError, match="module:function"):
+        load_feature_extractor("no_colon")
