@@ -140,3 +140,31 @@ def test_load_feature_extractor():
     assert feats.shape == (2, 64)
     with pytest.raises(CgantoolError, match="module:function"):
         load_feature_extractor("no_colon")
+
+
+def test_train_evaluates_and_keeps_best(runner, tmp_path):
+    from tests.conftest import TINY
+
+    out = tmp_path / "ev"
+    result = invoke(runner, "train", "--data", "shapes:16", "--steps", "4", "--batch-size", "4", "--out", out,
+                    "--no-progress", *TINY, "--set", "eval.every=2", "--set", "eval.num_samples=20",
+                    "--set", f"eval.feature_extractor='{FX}'", "--set", "eval.metrics=['fid', 'kid']")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/fid" in r]
+    assert [r["step"] for r in evals] == [2, 4] and all("eval/kid" in r for r in evals)
+    best = out / "checkpoints" / "best.safetensors"
+    assert best.exists()
+    from cgantool.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(best)
+    assert ckpt.metrics["eval/fid"] == min(r["eval/fid"] for r in evals)
+    assert load_checkpoint(out / "checkpoints" / "last.safetensors").state["best_fid"] == ckpt.metrics["eval/fid"]
+
+
+def test_train_with_missing_extractor_fails_before_training(runner, tmp_path):
+    out = tmp_path / "ev2"
+    result = invoke(runner, "train", "--data", "shapes:16", "--steps", "2", "--out", out, "--no-progress",
+                    "--set", "eval.every=1", "--set", "eval.feature_extractor='nope_mod:f'")
+    assert_usage_error(result, "cannot import")
+    assert not out.exists()

@@ -5,6 +5,7 @@ EMA, the NaN stop, Ctrl-C and checkpoints. Read it top to bottom.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -277,6 +278,11 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
     # Store 'auto' conditioning resolved, so the checkpoint says what was trained.
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"conditioning": resolve_conditioning(cfg, data_info)})})
     t = build_trainer(cfg, data, device, ckpt)  # every config/data error is raised before the run dir is touched
+    evaluator = None
+    if cfg.eval.every:
+        from cgantool.eval.evaluate import TrainEvaluator
+
+        evaluator = TrainEvaluator(cfg, data, device)  # a missing feature extractor fails now, not at step N
     create_run_dir(opts)
     _write_text_atomic(opts.out / "config.toml", to_toml(config_to_dict(cfg)))
     run = opts.out
@@ -294,6 +300,8 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
         images = generate(G, grid_z, grid_c, device=device)
         save_grid(images, run / "samples" / f"step_{at:07d}.png", nrow=columns)
 
+    best_fid = float(ckpt.state.get("best_fid", math.inf)) if ckpt is not None else math.inf
+
     def save(at: int, metrics: dict[str, Any]) -> Path:
         modules = {"G": t.gan.G, "D": t.gan.D}
         if t.G_ema is not None:
@@ -302,7 +310,7 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
         save_checkpoint(
             path, config=cfg, step=at, data_info=data_info, modules=modules,
             optimizers={"opt_G": t.opt_G, "opt_D": t.opt_D}, rng={"noise": t.noise.get_state()},
-            metrics=metrics, state={"data_position": t.reals.position},
+            metrics=metrics, state={"data_position": t.reals.position, "best_fid": best_fid},
         )
         _link_last(path)
         _prune(run / "checkpoints", tc.keep_last)
@@ -337,8 +345,17 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
                 pending = []
             if step % tc.sample_every == 0 or step == tc.steps:
                 sample_grid(step)
-            if step % tc.checkpoint_every == 0 or stop:
+            evaluate_now = evaluator is not None and (step % cfg.eval.every == 0 or step == tc.steps)
+            if evaluate_now:
+                scores = evaluator(t.G_ema if t.G_ema is not None else t.gan.G, t.gan.num_classes)
+                log.write_eval(step, scores)
+                last_metrics.update({f"eval/{k}": v for k, v in scores.items()})
+                improved = scores.get("fid", math.inf) < best_fid
+                best_fid = min(best_fid, scores.get("fid", math.inf))
+            if step % tc.checkpoint_every == 0 or stop or evaluate_now:
                 last_path = save(step, last_metrics)
+                if evaluate_now and improved:
+                    _link_last(last_path, name="best.safetensors")
             if sigint["hit"] and step < tc.steps:
                 raise Interrupted(
                     f"interrupted at step {step}; checkpoint saved to {last_path}",
@@ -347,9 +364,9 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
     return run / "checkpoints" / "last.safetensors"
 
 
-def _link_last(path: Path) -> None:
-    """Point checkpoints/last.safetensors at ``path`` atomically (hard link; copy where links fail)."""
-    last = path.with_name("last.safetensors")
+def _link_last(path: Path, name: str = "last.safetensors") -> None:
+    """Point checkpoints/<name> at ``path`` atomically (hard link; copy where links fail)."""
+    last = path.with_name(name)
     tmp = path.with_name(f".last.tmp-{os.getpid()}")
     if tmp.exists():
         tmp.unlink()
@@ -408,3 +425,11 @@ class Logger:
             losses = "  ".join(f"{k} {v:.3f}" for k, v in means.items())
             self.progress.update(self.task, completed=step, info=f"{img_per_s:.0f} img/s  {losses}")
         return {k: v for k, v in row.items() if k not in ("time",)}
+
+    def write_eval(self, step: int, scores: dict[str, Any]) -> None:
+        row = {"step": step, "time": round(time.perf_counter() - self.t0, 3), **{f"eval/{k}": v for k, v in scores.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.opts.console is not None:
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
+            self.opts.console.print(f"step {step}: {shown}")

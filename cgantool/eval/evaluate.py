@@ -189,3 +189,22 @@ def evaluate_folders(real_dir: Path, fake_dir: Path, opts: EvalOptions) -> dict[
     return {"metrics": result, "num_real": len(real), "num_fake": len(fake), "extractor": extractor.name,
             "mode": opts.mode, "seed": opts.seed, "seconds": round(time.perf_counter() - start, 2),
             "cgantool_version": __version__}
+
+
+class TrainEvaluator:
+    """Metrics during training (``eval.every``): built once, so a missing extractor fails before step 1."""
+
+    def __init__(self, cfg, dataset, device: torch.device):
+        unknown = [m for m in cfg.eval.metrics if m not in METRICS]
+        if unknown:
+            from cgantool.errors import ConfigError
+
+            raise ConfigError(f"unknown metric '{unknown[0]}' in eval.metrics", hint=f"valid: {', '.join(METRICS)}")
+        self.opts = EvalOptions(metrics=tuple(cfg.eval.metrics), num_samples=cfg.eval.num_samples,
+                                feature_extractor=cfg.eval.feature_extractor, seed=cfg.train.seed, device=device)
+        self.dataset = dataset
+        self.extractor = Extractor(self.opts)
+
+    def __call__(self, G, num_classes: int) -> dict[str, float]:
+        result = evaluate_generator(G, num_classes, self.dataset, self.opts, self.extractor)
+        return {k: v for k, v in result["metrics"].items() if isinstance(v, float)}
