@@ -168,3 +168,20 @@ def test_train_with_missing_extractor_fails_before_training(runner, tmp_path):
                     "--set", "eval.every=1", "--set", "eval.feature_extractor='nope_mod:f'")
     assert_usage_error(result, "cannot import")
     assert not out.exists()
+
+
+def test_attribute_probe_reads_real_shapes_and_scores_a_generator(tiny_run, runner):
+    from cgantool.data.shapes import generate_shapes
+    from cgantool.eval.probe import attribute_accuracy, load_probe, real_ceiling
+
+    probe = load_probe(16)
+    ceiling = real_ceiling(probe, 16, n=500)
+    assert ceiling > 0.8  # chance is 1/20
+    # real images scored against wrong labels (class + 1) get almost nothing right
+    data = generate_shapes(300, 16, seed=77)
+    wrong = attribute_accuracy(data.images, (data.labels + 1) % 20, probe)
+    assert wrong["attribute_accuracy"] < 0.2 and attribute_accuracy(data.images, data.labels, probe)["attribute_accuracy"] > 0.8
+    # eval on a shapes checkpoint reports it beside the ceiling
+    result = _eval(runner, tiny_run / "checkpoints" / "last.safetensors", "-n", "40", "--json", "-")
+    metrics = json.loads(result.stdout)["metrics"]
+    assert 0 <= metrics["attribute_accuracy"] <= 1 and metrics["attribute_accuracy_real"] > 0.8

@@ -81,6 +81,7 @@ def _register() -> None:
         info_cmd,
         interpolate_cmd,
         presets_cmd,
+        report_cmd,
         sample_cmd,
         train_cmd,
     )

@@ -127,16 +127,25 @@ def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extracto
     real = real_features(dataset, extractor, opts)
     n = opts.num_samples
     labels = default_labels(n, num_classes)
-    feats, probs = [], []
+    feats, probs, kept = [], [], []
+    use_probe = _shapes_classes(dataset, num_classes)
     for i in range(0, n, opts.batch_size):  # generate and extract in chunks: bounded memory for any N
         idx = range(i, min(i + opts.batch_size, n))
         images = generate(G, latents(opts.seed, idx, G.z_dim), labels[i : idx.stop] if labels is not None else None,
                           batch_size=opts.batch_size, device=opts.device)
         feats.append(extractor.features(images).numpy())
+        if use_probe:
+            kept.append(images)
         if "is" in opts.metrics:
             probs.append(extractor.probs(images).numpy())
     fake = np.concatenate(feats)
     result = compute_metrics(real["features"], fake, opts.metrics, np.concatenate(probs) if probs else None, opts.seed)
+    if use_probe:
+        from cgantool.eval.probe import attribute_accuracy, load_probe, real_ceiling
+
+        probe = load_probe(dataset.resolution)
+        result.update(attribute_accuracy(torch.cat(kept), labels, probe))
+        result["attribute_accuracy_real"] = real_ceiling(probe, dataset.resolution)
     if opts.per_class and num_classes:
         if "labels" not in real:
             raise DataError("per-class FID needs a labelled dataset", hint="evaluate against the labelled training data")
@@ -152,6 +161,13 @@ def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extracto
     return {"metrics": result, "num_real": int(len(real["features"])), "num_fake": int(n), "extractor": extractor.name,
             "mode": opts.mode, "seed": opts.seed, "seconds": round(time.perf_counter() - start, 2),
             "cgantool_version": __version__}
+
+
+def _shapes_classes(dataset, num_classes: int) -> bool:
+    """The attribute probe applies to class-conditional models of the built-in shapes data."""
+    from cgantool.data.shapes import class_names
+
+    return dataset.source == "shapes" and num_classes > 0 and dataset.class_names == class_names()
 
 
 def load_folder_images(folder: Path, resolution: int | None = None) -> torch.Tensor:
