@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cgantool.errors import ConfigError
 
@@ -102,6 +102,16 @@ class RunConfig(_Section):
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _compatible(self) -> RunConfig:
+        """Combinations that can never train (the data-dependent ones are checked when the model is built)."""
+        if self.loss.cond_2c.weight > 0 and self.model.conditioning == "none":
+            raise ConfigError(
+                "loss.cond_2c (ContraGAN's 2C loss) needs class labels, but model.conditioning = 'none'",
+                hint="set model.conditioning = 'class' (or 'auto' with labelled data), or loss.cond_2c.weight = 0",
+            )
+        return self
 
 
 # ----------------------------------------------------------------------------------------------

@@ -59,9 +59,11 @@ def test_logged_terms_per_preset(runner, tmp_path):
 
 
 def test_2c_without_labels_fails_validation():
-    cfg = resolve_config("sngan", sets=["loss.cond_2c.weight=1.0", "model.conditioning=none"])
     with pytest.raises(ConfigError, match="needs class labels"):
-        build_gan(cfg, {"num_classes": 20, "resolution": 16, "source": "shapes"})
+        resolve_config("sngan", sets=["loss.cond_2c.weight=1.0", "model.conditioning=none"])
+    cfg = resolve_config("sngan", sets=["loss.cond_2c.weight=1.0"])  # 'auto' on unlabelled data
+    with pytest.raises(ConfigError, match="needs class labels"):
+        build_gan(cfg, {"num_classes": 0, "resolution": 16, "source": "folder"})
     with pytest.raises(ConfigError, match="no class labels"):
         build_gan(resolve_config("contragan"), {"num_classes": 0, "resolution": 32, "source": "folder"})
 
