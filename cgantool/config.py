@@ -85,6 +85,7 @@ class TrainConfig(_Section):
     sample_every: int = Field(1000, ge=1)
     checkpoint_every: int = Field(1000, ge=1)
     keep_last: int = Field(3, ge=1, description="step_*.safetensors files kept.")
+    tensorboard: bool = Field(False, description="Also log scalars and sample grids to RUN/tensorboard (needs tensorboard).")
 
 
 class EvalConfig(_Section):

@@ -186,3 +186,46 @@ def test_attribute_probe_reads_real_shapes_and_scores_a_generator(tiny_run, runn
     result = _eval(runner, tiny_run / "checkpoints" / "last.safetensors", "-n", "40", "--json", "-")
     metrics = json.loads(result.stdout)["metrics"]
     assert 0 <= metrics["attribute_accuracy"] <= 1 and metrics["attribute_accuracy_real"] > 0.8
+
+
+def _scripted_inception(path):
+    """A TorchScript stand-in with the interface of clean-fid's inception-2015-12-05.pt: a ``layers`` module
+    (normalised 299x299 input → [B, 2048, 1, 1]) and ``forward(img, return_features, use_fp16, no_output_bias)``
+    that resizes internally and returns features or class probabilities."""
+    import torch
+    from torch import nn
+
+    class Layers(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            pooled = torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)  # [B, 192]
+            return pooled.repeat(1, 11)[:, :2048].reshape(x.shape[0], 2048, 1, 1)
+
+    class Inception(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = Layers()
+
+        def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False,
+                    no_output_bias: bool = False) -> torch.Tensor:
+            x = torch.nn.functional.interpolate(img, size=(299, 299), mode="bilinear", align_corners=False)
+            feats = self.layers((x - 128) / 128).flatten(1)
+            if return_features:
+                return feats
+            logits = feats[:, :1008] * 10
+            if not no_output_bias:
+                logits = logits + 1.0
+            return torch.softmax(logits, dim=1)
+
+    torch.jit.save(torch.jit.script(Inception()), str(path))
+
+
+@pytest.mark.parametrize("mode", ["clean", "legacy_pytorch", "legacy_tensorflow"])
+def test_inception_path_with_a_scripted_stand_in(tiny_run, runner, tmp_path, mode):
+    weights = tmp_path / "inception-2015-12-05.pt"
+    _scripted_inception(weights)
+    result = invoke(runner, "eval", tiny_run / "checkpoints" / "last.safetensors", "--fid", "--is", "-n", "20",
+                    "--inception-weights", weights, "--mode", mode, "--json", "-", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["extractor"] == f"inception-2015-12-05/{mode}" and doc["mode"] == mode
+    assert doc["metrics"]["fid"] >= 0 and 1.0 <= doc["metrics"]["is"] <= 1008

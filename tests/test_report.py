@@ -76,3 +76,46 @@ def test_smoothing_is_debiased():
     assert smooth([4.0, 4.0, 4.0]) == [4.0, 4.0, 4.0]  # a constant stays constant from the first point
     s = smooth([0.0, 10.0], weight=0.5)
     assert s[0] == 0.0 and abs(s[1] - (0.5 * 10.0) / (1 - 0.25)) < 1e-12  # (0.5*0 + 0.5*10) / (1 - 0.5^2)
+
+
+def test_tensorboard_logging_writes_scalars_and_grids(runner, tmp_path, monkeypatch):
+    """TensorBoard is optional: a stand-in SummaryWriter records what the engine logs."""
+    import sys
+    import types
+
+    from tests.conftest import TINY
+
+    calls = []
+
+    class Writer:
+        def __init__(self, log_dir, purge_step=None):
+            calls.append(("init", log_dir))
+
+        def add_scalar(self, key, value, step):
+            calls.append(("scalar", key, step))
+
+        def add_image(self, key, image, step):
+            calls.append(("image", key, tuple(image.shape), step))
+
+        def close(self):
+            calls.append(("close",))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = Writer
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    out = tmp_path / "tb"
+    result = invoke(runner, "train", "--data", "shapes:16", "--steps", "4", "--batch-size", "4", "--out", out,
+                    "--no-progress", *TINY, "--set", "train.tensorboard=true")
+    assert result.exit_code == 0, result.output
+    assert calls[0] == ("init", str(out / "tensorboard")) and calls[-1] == ("close",)
+    assert ("scalar", "d/adv", 2) in calls and ("scalar", "g/adv", 4) in calls
+    assert any(c[0] == "image" and c[1] == "samples" and c[3] == 4 for c in calls)
+
+
+def test_tensorboard_missing_is_a_clear_error(runner, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    result = invoke(runner, "train", "--data", "shapes:16", "--steps", "1", "--out", tmp_path / "x", "--no-progress",
+                    "--set", "train.tensorboard=true")
+    assert_usage_error(result, "tensorboard package is not installed", "pip install")

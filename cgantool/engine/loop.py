@@ -278,6 +278,7 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
     # Store 'auto' conditioning resolved, so the checkpoint says what was trained.
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"conditioning": resolve_conditioning(cfg, data_info)})})
     t = build_trainer(cfg, data, device, ckpt)  # every config/data error is raised before the run dir is touched
+    tb = _tensorboard_writer(cfg)  # fails before the run dir is touched when tensorboard is missing
     evaluator = None
     if cfg.eval.every:
         from cgantool.eval.evaluate import TrainEvaluator
@@ -288,7 +289,7 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
     run = opts.out
     step = ckpt.step if ckpt is not None else 0
     tc = cfg.train
-    log = Logger(run / "metrics.jsonl", opts, start=step, total=tc.steps)
+    log = Logger(run / "metrics.jsonl", opts, start=step, total=tc.steps, tensorboard=tb)
 
     # Fixed grid: 8 rows; a conditional model shows one class per column (up to 20 classes).
     columns = min(t.gan.num_classes, 20) if t.gan.num_classes else 8
@@ -299,6 +300,10 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
         G = t.G_ema if t.G_ema is not None else t.gan.G
         images = generate(G, grid_z, grid_c, device=device)
         save_grid(images, run / "samples" / f"step_{at:07d}.png", nrow=columns)
+        if log.tb is not None:
+            from torchvision.utils import make_grid
+
+            log.tb.add_image("samples", make_grid(images, nrow=columns, padding=2), at)
 
     best_fid = float(ckpt.state.get("best_fid", math.inf)) if ckpt is not None else math.inf
 
@@ -383,11 +388,23 @@ def _prune(folder: Path, keep: int) -> None:
         old.unlink()
 
 
-class Logger:
-    """metrics.jsonl lines and the rich progress bar (stderr)."""
+def _tensorboard_writer(cfg: RunConfig):
+    if not cfg.train.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("train.tensorboard = true but the tensorboard package is not installed",
+                          hint="pip install 'cgantool[tensorboard]' (or tensorboard), or set train.tensorboard = false") from None
+    return SummaryWriter
 
-    def __init__(self, path: Path, opts: RunOptions, start: int, total: int):
+
+class Logger:
+    """metrics.jsonl lines, the rich progress bar (stderr), and optionally TensorBoard scalars/images."""
+
+    def __init__(self, path: Path, opts: RunOptions, start: int, total: int, tensorboard=None):
         self.path, self.opts, self.start, self.total = path, opts, start, total
+        self.tb = tensorboard(log_dir=str(path.parent / "tensorboard"), purge_step=start or None) if tensorboard else None
         self.t0 = time.perf_counter()
         self.last_time, self.last_step = self.t0, start
         self.progress = None
@@ -408,7 +425,15 @@ class Logger:
     def __exit__(self, *exc):
         if self.progress is not None:
             self.progress.stop()
+        if self.tb is not None:
+            self.tb.close()
         return False
+
+    def _tb_scalars(self, step: int, row: dict[str, Any]) -> None:
+        if self.tb is not None:
+            for key, value in row.items():
+                if key not in ("step", "time") and isinstance(value, (int, float)):
+                    self.tb.add_scalar(key, value, step)
 
     def write(self, step: int, pending: list[dict[str, torch.Tensor]], lr_factor: float, cfg: RunConfig) -> dict[str, Any]:
         now = time.perf_counter()
@@ -421,6 +446,7 @@ class Logger:
                "lr_g": cfg.optim.lr_g * lr_factor, "lr_d": cfg.optim.lr_d * lr_factor, **means}
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        self._tb_scalars(step, row)
         if self.progress is not None:
             losses = "  ".join(f"{k} {v:.3f}" for k, v in means.items())
             self.progress.update(self.task, completed=step, info=f"{img_per_s:.0f} img/s  {losses}")
@@ -430,6 +456,7 @@ class Logger:
         row = {"step": step, "time": round(time.perf_counter() - self.t0, 3), **{f"eval/{k}": v for k, v in scores.items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        self._tb_scalars(step, row)
         if self.opts.console is not None:
             shown = "  ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
             self.opts.console.print(f"step {step}: {shown}")

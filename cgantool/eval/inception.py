@@ -100,7 +100,11 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         from cleanfid.resize import build_resizer
 
-        self.base = torch.jit.load(str(path), map_location=device).eval()
+        import warnings
+
+        with warnings.catch_warnings():  # TorchScript is the format clean-fid's weights ship in
+            warnings.simplefilter("ignore", FutureWarning)
+            self.base = torch.jit.load(str(path), map_location=device).eval()
         self.mode = mode
         self.device = torch.device(device)
         self.resizer = build_resizer(mode) if mode in ("clean", "legacy_pytorch") else None
