@@ -172,3 +172,61 @@ def test_data_export_round_trip(runner, tmp_path):
 
     again = load_dataset(DataConfig(source=str(out / "captions.jsonl"), resolution=16))
     assert len(again) == 30 and all(len(c) >= 1 for c in again.captions)
+
+
+def _train_args(out, steps="6"):
+    return ["train", "--data", "shapes:16", "--steps", steps, "--batch-size", "4", "--out", out, "--no-progress",
+            "--device", "cpu", *TINY, "--set", "train.checkpoint_every=2", "--set", "optim.lr_decay=none"]
+
+
+def test_ctrl_c_writes_a_resumable_checkpoint(runner, tmp_path, monkeypatch):
+    import signal
+
+    from cgantool.engine import loop
+
+    original = loop.Trainer.g_step
+    calls = {"n": 0}
+
+    def g_step(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            signal.raise_signal(signal.SIGINT)  # the user presses Ctrl-C during step 3
+        return original(self)
+
+    monkeypatch.setattr(loop.Trainer, "g_step", g_step)
+    out = tmp_path / "run"
+    result = invoke(runner, *_train_args(out))
+    assert result.exit_code == 130, result.output
+    assert "interrupted at step 3" in result.output and "--resume" in result.output
+    assert "Traceback" not in result.output
+    from cgantool.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "checkpoints" / "last.safetensors").step == 3
+    monkeypatch.setattr(loop.Trainer, "g_step", original)
+    resumed = invoke(runner, "train", "--out", out, "--resume", "--no-progress", "--device", "cpu")
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(out / "checkpoints" / "last.safetensors").step == 6
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(runner, tmp_path, monkeypatch):
+    import torch
+
+    from cgantool.engine import loop
+
+    original = loop.Trainer.d_step
+    calls = {"n": 0}
+
+    def d_step(self):
+        losses, total = original(self)
+        calls["n"] += 1
+        return losses, total * torch.nan if calls["n"] == 3 else total
+
+    monkeypatch.setattr(loop.Trainer, "d_step", d_step)
+    out = tmp_path / "run"
+    result = invoke(runner, *_train_args(out))
+    assert result.exit_code == 1, result.output
+    assert "NaN or inf before step 4" in result.output and "Traceback" not in result.output
+    from cgantool.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "checkpoints" / "last.safetensors").step == 2  # the last good one
+    assert not (out / "checkpoints" / "step_0000004.safetensors").exists()
