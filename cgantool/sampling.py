@@ -137,3 +137,26 @@ def class_labels(ckpt, n: int, one: str | None, many: str | None, per_class: int
         # row r holds image r of every class: columns are classes
         return per_class * num, torch.arange(num).repeat(per_class)
     return n, default_labels(n, num)
+
+
+def check_prompts(ckpt, prompts: list[str] | None, prompts_file) -> list[str] | None:
+    """Validate --prompt/--prompts/--prompts-file against the checkpoint; returns the prompts (or None)."""
+    from pathlib import Path
+
+    from cgantool.errors import CgantoolError
+
+    if prompts is None and prompts_file is None:
+        return None
+    if prompts_file is not None:
+        path = Path(prompts_file)
+        if not path.is_file():
+            raise CgantoolError(f"prompts file not found: {path}", hint="one caption per line")
+        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not prompts or any(not p.strip() for p in prompts):
+        raise CgantoolError("empty prompt", hint='e.g. --prompt "a large blue square in the center"')
+    if ckpt.config.model.conditioning != "text":
+        raise CgantoolError(
+            f"this {ckpt.preset} model is not text-conditional ({ckpt.config.model.conditioning}): it takes no prompt",
+            hint="prompts need a text-to-image checkpoint; use --class for class-conditional models",
+        )
+    return prompts

@@ -103,3 +103,15 @@ def test_unconditional_model_refuses_classes(runner, tmp_path):
     assert_usage_error(invoke(runner, "sample", ckpt, "--class", "red_circle", "--out", tmp_path / "s"), "unconditional")
     assert_usage_error(invoke(runner, "interpolate", ckpt, "--classes", "0,1", "--out", tmp_path / "w.gif"),
                        "unconditional")
+
+
+def test_prompts_for_a_model_that_is_not_text_conditional(tiny_run, runner, tmp_path):
+    ckpt = tiny_run / "checkpoints" / "last.safetensors"
+    assert_usage_error(invoke(runner, "sample", ckpt, "--prompt", "a red circle", "--out", tmp_path / "a"),
+                       "not text-conditional")
+    assert_usage_error(invoke(runner, "sample", ckpt, "--prompt", "  ", "--out", tmp_path / "b"), "empty prompt")
+    assert_usage_error(invoke(runner, "interpolate", ckpt, "--prompts", "a red circle", "--prompts", "a blue star",
+                              "--out", tmp_path / "w.gif"), "not text-conditional")
+    (tmp_path / "p.txt").write_text("a red circle\n")
+    assert_usage_error(invoke(runner, "sample", ckpt, "--prompts-file", tmp_path / "p.txt", "--out", tmp_path / "c"),
+                       "not text-conditional")

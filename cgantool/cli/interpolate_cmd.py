@@ -19,7 +19,8 @@ def interpolate(
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds walked in order (default 0,1)."),
     classes: str = typer.Option(None, "--classes", help="Comma-separated classes to morph between at fixed z."),
     class_: str = typer.Option(None, "--class", help="Class held fixed during a seed walk (conditional models)."),
-    seed: int = typer.Option(0, "--seed", help="The z held fixed during a class walk."),
+    prompts: list[str] = typer.Option(None, "--prompts", help="Captions to walk between (text-to-image models; repeat the option)."),
+    seed: int = typer.Option(0, "--seed", help="The z held fixed during a class or prompt walk."),
     frames: int = typer.Option(16, "--frames", help="Frames per segment between two keys."),
     method: str = typer.Option("slerp", "--method", help="slerp (Gaussian latents) or lerp."),
     rows: int = typer.Option(1, "--rows", min=1, help="Independent walks stacked (row r uses image r of each seed)."),
@@ -37,13 +38,14 @@ def interpolate(
     from cgantool.engine.model import load_generator
     from cgantool.errors import CgantoolError
     from cgantool.interpolate import interpolate_keys, walk_positions, write_frames
-    from cgantool.sampling import generate, latents, resolve_class
+    from cgantool.sampling import check_prompts, generate, latents, resolve_class
 
     if seeds is not None and classes is not None:
         raise CgantoolError("--seeds and --classes exclude each other", hint="walk either between seeds or between classes")
     if out.exists() and (out.is_file() or any(out.iterdir())) and not force:
         raise CgantoolError(f"{out} already exists", hint="choose another --out or pass --force")
     ckpt = load_checkpoint(checkpoint)
+    check_prompts(ckpt, prompts or None, None)
     dev = resolve_device(device)
     G = load_generator(ckpt, ema=not no_ema, device=dev)
     num_classes = G.num_classes

@@ -22,6 +22,8 @@ def sample(
     class_: str = typer.Option(None, "--class", help="One class (name or index) for every image."),
     classes: str = typer.Option(None, "--classes", help="Comma-separated classes, cycled over the images."),
     per_class: int = typer.Option(None, "--per-class", min=1, help="M images of every class (overrides -n)."),
+    prompt: str = typer.Option(None, "--prompt", help="A caption (text-to-image models)."),
+    prompts_file: Path = typer.Option(None, "--prompts-file", help="One caption per line (text-to-image models)."),
     truncation: float = typer.Option(None, "--truncation", min=0.0, help="Resample |z| > T (off by default)."),
     no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw G instead of its EMA."),
     grid: bool = typer.Option(True, "--grid/--no-grid", help="Also write grid.png."),
@@ -35,9 +37,10 @@ def sample(
     from cgantool.engine.loop import resolve_device
     from cgantool.engine.model import load_generator
     from cgantool.errors import CgantoolError
-    from cgantool.sampling import class_labels, generate, latents, save_grid, save_png
+    from cgantool.sampling import check_prompts, class_labels, generate, latents, save_grid, save_png
 
     ckpt = load_checkpoint(checkpoint)
+    check_prompts(ckpt, [prompt] if prompt is not None else None, prompts_file)
     dev = resolve_device(device)
     G = load_generator(ckpt, ema=not no_ema, device=dev)
     n, labels = class_labels(ckpt, n, class_, classes, per_class)
