@@ -134,6 +134,10 @@ def load_feature_extractor(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
     hint = "pass --feature-extractor module:function, where function() returns a callable images→features"
     if not sep or not module_name or not fn_name:
         raise CgantoolError(f"--feature-extractor expects module:function, got '{spec}'", hint=hint)
+    import sys
+
+    if os.getcwd() not in sys.path and "" not in sys.path:  # modules beside the user, as `python -m` would see them
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
