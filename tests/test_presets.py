@@ -37,10 +37,11 @@ def test_preset_trains_and_samples_from_the_cli(preset, runner, tmp_path):
 def test_presets_train_on_an_image_folder(runner, tmp_path):
     folder = tmp_path / "folder"
     assert invoke(runner, "data", "export", "shapes:16", folder, "-n", "40").exit_code == 0
-    for preset in ("infomax-gan", "dualcontrast"):
+    for preset in ("sngan", "infomax-gan", "contragan", "dualcontrast"):
         result = invoke(runner, "train", "--preset", preset, "--data", str(folder), "--steps", "1", "--batch-size", "4",
                         "--out", tmp_path / preset, "--no-progress", "--device", "cpu", *TINY,
-                        "--set", "data.resolution=16", "--set", "loss.infomax.rkhs_dim=32")
+                        "--set", "data.resolution=16", "--set", "loss.infomax.rkhs_dim=32",
+                        "--set", "loss.cond_2c.embed_dim=16")
         assert result.exit_code == 0, result.output
 
 
