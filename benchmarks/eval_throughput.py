@@ -51,6 +51,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
     extract_s = time.perf_counter() - start
+    torch.manual_seed(0)
     G = SNGANGenerator(args.resolution, channels=64, num_classes=20).to(device)
     start = time.perf_counter()
     result = evaluate_generator(G, 20, data, opts, extractor)
