@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from cgantool.losses import (
     contrastive_2c_loss,
+    data_to_data_cross_entropy,
     dual_contrastive_loss_d,
     dual_contrastive_loss_g,
     hinge_loss_d,
@@ -26,7 +27,8 @@ f64 = torch.float64
 
 
 def close(actual, expected, atol=1e-6):
-    torch.testing.assert_close(torch.as_tensor(actual, dtype=f64), torch.as_tensor(expected, dtype=f64), rtol=0, atol=atol)
+    actual, expected = torch.as_tensor(actual, dtype=f64), torch.as_tensor(expected, dtype=f64)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=atol)
 
 
 # ---------------------------------------------------------------------------------------------- adversarial
@@ -52,6 +54,21 @@ def test_bf16_inputs_are_computed_in_fp32():
     x = torch.randn(8, 16).bfloat16()
     out = xmc_contrastive_loss(x, x)
     assert out.dtype == torch.float32
+    # the same bf16 values, upcast by hand: identical result
+    close(out, xmc_contrastive_loss(x.float(), x.float()), atol=0)
+
+
+def test_autocast_does_not_lower_precision_and_float64_stays_float64():
+    torch.manual_seed(2)
+    a, b = torch.randn(16, 64), torch.randn(16, 64)
+    local, glob = torch.randn(4, 32, 6), torch.randn(4, 32)
+    exact = xmc_contrastive_loss(a, b), infonce_local_global_loss(local, glob)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # matmul/einsum would run in bf16 here
+        under = xmc_contrastive_loss(a, b), infonce_local_global_loss(local, glob)
+    for x, y in zip(under, exact):
+        assert x.dtype == torch.float32
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
+    assert xmc_contrastive_loss(a.double(), b.double()).dtype == f64
 
 
 # ---------------------------------------------------------------------------------------------- InfoNCE
@@ -143,6 +160,62 @@ def test_2c_all_distinct_classes_uniform_similarity():
     B = 5
     embed = torch.ones(B, 4, dtype=f64)
     close(contrastive_2c_loss(embed, embed.clone(), torch.arange(B)), math.log(B), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- D2D-CE
+
+
+def test_d2d_ce_by_hand_on_the_2c_example():
+    # t = 0.5, m_p = 0.98, m_n = 0.02 on E / PROXIES / Y above. s(e_i, p_i) = 1, .8, 1, .8 → attraction
+    # a = relu((.98 - s) / .5) = 0, .36, 0, .36. Off-diagonal cosines: e0e1 .8, e1e2 .6, all others 0, so
+    # (s - .02) / .5 = 1.56, 1.16, -0.04. Row maxima M = 1.56, 1.56, 1.16, -0.04. Other-class negatives
+    # after relu - M:  row 0: {e2, e3} → -1.56, -1.56;  row 1: {e2, e3} → -0.4, -1.56;
+    # row 2: {e0, e1, e3} → -1.16, 0, -1.16;  row 3: {e0, e1, e2} → 0.04 three times.
+    e, log = math.exp, math.log
+    rows = [log(1 + 2 * e(-1.56)), 0.36 + log(e(-0.36) + e(-0.4) + e(-1.56)),
+            log(2 + 2 * e(-1.16)), 0.36 + log(e(-0.36) + 3 * e(0.04))]
+    close(data_to_data_cross_entropy(E, PROXIES[Y], Y), sum(rows) / 4, atol=1e-12)  # 0.958300...
+    # the paper's equation (no row-max shift): negatives relu(s - m_n) / t = 0, 1.16, ...
+    rows = [log(1 + 2), 0.36 + log(e(-0.36) + e(1.16) + 1), log(1 + 1 + e(1.16) + 1), 0.36 + log(e(-0.36) + 3)]
+    close(data_to_data_cross_entropy(E, PROXIES[Y], Y, subtract_row_max=False), sum(rows) / 4, atol=1e-12)
+
+
+def _d2d_loop(embed, proxy, labels, t=0.5, m_p=0.98, shift=True):
+    """StudioGAN's Data2DataCrossEntropyLoss.forward, one anchor at a time (m_n = 1 - m_p)."""
+    e, p = F.normalize(embed, dim=1), F.normalize(proxy, dim=1)
+    total = 0.0
+    for i in range(len(e)):
+        others = [j for j in range(len(e)) if j != i]
+        sims = [(e[i] @ e[j] + m_p - 1) / t for j in others]
+        row_max = max(sims).detach() if shift else 0.0
+        neg = sum(torch.exp(F.relu(s) - row_max) for j, s in zip(others, sims) if labels[j] != labels[i])
+        pos_attr = F.relu((m_p - e[i] @ p[i]) / t)
+        total += pos_attr + torch.log(torch.exp(-pos_attr) + neg)
+    return total / len(e)
+
+
+@pytest.mark.parametrize("shift", [True, False])
+def test_d2d_ce_equals_loop_and_is_permutation_invariant(shift):
+    torch.manual_seed(8)
+    embed, proxy = torch.randn(10, 6, dtype=f64), torch.randn(10, 6, dtype=f64)
+    labels = torch.randint(0, 3, (10,))
+    loss = data_to_data_cross_entropy(embed, proxy, labels, temperature=0.3, m_p=0.9, m_n=0.1, subtract_row_max=shift)
+    close(loss, _d2d_loop(embed, proxy, labels, t=0.3, m_p=0.9, shift=shift), atol=1e-10)
+    perm = torch.randperm(10)
+    permuted = data_to_data_cross_entropy(embed[perm], proxy[perm], labels[perm], temperature=0.3, m_p=0.9,
+                                          m_n=0.1, subtract_row_max=shift)
+    close(permuted, loss, atol=1e-12)
+
+
+def test_d2d_ce_one_class_batch_is_only_the_positive_margin_term():
+    # every sample of one class: all negatives are false negatives and removed, so each row is
+    # a_i + log(exp(-a_i)) = 0 whatever the similarities — the loss is 0 and has no gradient.
+    torch.manual_seed(9)
+    embed = torch.randn(6, 5, dtype=f64, requires_grad=True)
+    loss = data_to_data_cross_entropy(embed, torch.randn(6, 5, dtype=f64), torch.zeros(6, dtype=torch.long))
+    close(loss, 0.0, atol=1e-12)
+    loss.backward()
+    close(embed.grad.abs().sum(), 0.0, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------- dual contrastive

@@ -7,20 +7,25 @@ from collections.abc import Callable
 
 import torch
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _upcast(x):
+    """float16/bfloat16 tensors → float32; anything else (float32, float64, int labels, floats) unchanged."""
+    if torch.is_tensor(x) and x.dtype in _LOW_PRECISION:
+        return x.float()
+    return x
+
 
 def fp32(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     """Run ``fn`` with autocast off and low-precision float tensor arguments upcast to float32."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        def up(x):
-            if torch.is_tensor(x) and x.is_floating_point() and x.dtype in (torch.float16, torch.bfloat16):
-                return x.float()
-            return x
-
-        args = tuple(up(a) for a in args)
-        kwargs = {k: up(v) for k, v in kwargs.items()}
-        device = next((a.device.type for a in args if torch.is_tensor(a)), "cpu")
+        args = tuple(_upcast(a) for a in args)
+        kwargs = {k: _upcast(v) for k, v in kwargs.items()}
+        tensors = [a for a in (*args, *kwargs.values()) if torch.is_tensor(a)]
+        device = tensors[0].device.type if tensors else "cpu"
         with torch.autocast(device_type=device, enabled=False):
             return fn(*args, **kwargs)
 

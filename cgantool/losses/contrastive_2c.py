@@ -19,9 +19,11 @@ def contrastive_2c_loss(embed: torch.Tensor, proxy: torch.Tensor, labels: torch.
         L = (1/B) sum_i -log( [exp(s(e_i,p_i)/t) + sum_{k!=i, y_k=y_i} exp(s(e_i,e_k)/t)]
                               / [exp(s(e_i,p_i)/t) + sum_{k!=i} exp(s(e_i,e_k)/t)] )
 
-    Self-similarity is removed; other classes' proxies are never negatives. ``margin`` is the original
-    ContraGAN code's: subtracted from every similarity before the temperature — as written there it scales
-    numerator and denominator alike, so it cancels; kept for configs that set it (default 0).
+    Self-similarity is removed; other classes' proxies are never negatives (methods.md "ContraGAN";
+    StudioGAN ``src/utils/losses.py`` ``ConditionalContrastiveLoss``). ``margin`` is the original
+    ContraGAN code's (StudioGAN v0.1 ``Conditional_Contrastive_loss``): subtracted from every cosine, the
+    proxy's and the samples', before dividing by t. That multiplies numerator and denominator by the same
+    exp(-margin/t), so it cancels exactly; kept for configs that set it (default 0).
     Returns a scalar (computed with logsumexp).
     """
     e = F.normalize(embed, dim=1)

@@ -18,7 +18,10 @@ def infonce_local_global_loss(local_feats: torch.Tensor, global_feats: torch.Ten
 
         loss = -1/(B L) sum_{i,k} log( e^{S_iik} / (e^{S_iik} + sum_{j!=i, k'} e^{S_ijk'} + L e^{-10}) )
 
-    Computed as one logsumexp over the (B, B·L) score matrix. Returns a scalar.
+    Mimicry masks the whole diagonal block S[i, i, :] (the positive's own position included), hence L
+    pinned entries. Source: Mimicry ``torch_mimicry/nets/infomax_gan/infomax_gan_base.py``, ``infonce_loss``.
+    The negatives' log-sum-exp is shared by the L anchors of image i, so it is one logsumexp over the
+    (B, B·L) score matrix; (B, L, 1 + B·L) is never built. Returns a scalar.
     """
     B, _, L = local_feats.shape
     scores = torch.einsum("ir,jrl->ijl", global_feats, local_feats)  # [B, B, L]
