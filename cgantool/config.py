@@ -56,10 +56,19 @@ class Cond2CConfig(_Section):
     embed_dim: int = Field(512, ge=1)
 
 
+class D2DCEConfig(_Section):
+    weight: float = Field(0.0, ge=0.0, description="ReACGAN's D2D-CE weight (real in D, fake in G); 0 = off.")
+    temperature: float = Field(0.5, gt=0.0)
+    m_p: float = Field(0.98, description="Positive margin.")
+    m_n: float = Field(0.02, description="Negative margin (StudioGAN: 1 - m_p).")
+    embed_dim: int = Field(512, ge=1)
+
+
 class LossConfig(_Section):
     adversarial: Literal["hinge", "nonsaturating", "dual_contrastive"] = "hinge"
     infomax: InfoMaxConfig = InfoMaxConfig()
     cond_2c: Cond2CConfig = Cond2CConfig()
+    d2d_ce: D2DCEConfig = D2DCEConfig()
 
 
 class OptimConfig(_Section):
@@ -107,11 +116,12 @@ class RunConfig(_Section):
     @model_validator(mode="after")
     def _compatible(self) -> RunConfig:
         """Combinations that can never train (the data-dependent ones are checked when the model is built)."""
-        if self.loss.cond_2c.weight > 0 and self.model.conditioning == "none":
-            raise ConfigError(
-                "loss.cond_2c (ContraGAN's 2C loss) needs class labels, but model.conditioning = 'none'",
-                hint="set model.conditioning = 'class' (or 'auto' with labelled data), or loss.cond_2c.weight = 0",
-            )
+        for name, what in (("cond_2c", "ContraGAN's 2C loss"), ("d2d_ce", "ReACGAN's D2D-CE")):
+            if getattr(self.loss, name).weight > 0 and self.model.conditioning == "none":
+                raise ConfigError(
+                    f"loss.{name} ({what}) needs class labels, but model.conditioning = 'none'",
+                    hint=f"set model.conditioning = 'class' (or 'auto' with labelled data), or loss.{name}.weight = 0",
+                )
         return self
 
 

@@ -129,3 +129,25 @@ def test_dualcontrast_d_loss_falls():
 def test_sngan_hinge_d_loss_falls():
     h = _run("sngan", 60, [], d_only=True)
     assert _mean(h, "adv", slice(-10, None)) < 1.0  # 2.0 when real and fake logits are both 0
+
+
+def test_d2d_ce_term_composes_onto_contragan(runner, tmp_path):
+    import json
+
+    out = tmp_path / "reacgan-ish"
+    result = invoke(runner, "train", "--preset", "contragan", "--data", "shapes:16", "--steps", "2", "--batch-size", "4",
+                    "--out", out, "--no-progress", "--device", "cpu", *TINY, "--set", "loss.cond_2c.weight=0",
+                    "--set", "loss.d2d_ce.weight=1.0", "--set", "loss.d2d_ce.embed_dim=16")
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "d/d2d_ce" in row and "g/d2d_ce" in row and "d/cond_2c" not in row
+    with pytest.raises(ConfigError, match="D2D-CE"):
+        resolve_config("sngan", sets=["loss.d2d_ce.weight=1.0", "model.conditioning=none"])
+
+
+def test_class_terms_replace_the_projection():
+    cfg = resolve_config("sngan", sets=SMALL + ["loss.d2d_ce.weight=1.0", "loss.d2d_ce.embed_dim=8"])
+    gan = build_gan(cfg, {"num_classes": 20, "resolution": 16, "source": "shapes"})
+    assert gan.D.backbone.embed is None and "d2d_ce" in gan.D.heads  # no projection: D2D-CE conditions D
+    plain = build_gan(resolve_config("sngan", sets=SMALL), {"num_classes": 20, "resolution": 16, "source": "shapes"})
+    assert plain.D.backbone.embed is not None

@@ -11,7 +11,7 @@ from torch import nn
 from cgantool.config import RunConfig
 from cgantool.errors import ConfigError
 from cgantool.nets import build_discriminator, build_generator
-from cgantool.terms import BuildContext, Term, enabled_terms
+from cgantool.terms import TERMS, BuildContext, Term, enabled_terms
 from cgantool.terms.adversarial import ADVERSARIAL, Adversarial
 
 
@@ -60,12 +60,13 @@ def build_gan(cfg: RunConfig, data_info: dict[str, Any]) -> GAN:
     resolution = int(data_info["resolution"])
     m = cfg.model
     d_kw: dict[str, Any] = dict(resolution=resolution, channels=m.d_channels or None, num_classes=num_classes)
+    # conditional D = projection discriminator, unless a term (2C, D2D-CE) carries the class information
+    class_term = any(TERMS.get(name).carries_class for name in TERMS.names() if getattr(cfg.loss, name).weight > 0)
     if m.arch == "sngan":
-        # conditional D = projection discriminator, unless a term (2C) carries the class information
-        if cfg.loss.cond_2c.weight > 0:
+        if class_term:
             d_kw["num_classes"] = 0
     else:
-        d_kw["projection"] = num_classes > 0 and cfg.loss.cond_2c.weight == 0
+        d_kw["projection"] = num_classes > 0 and not class_term
     G = make_generator(cfg, data_info)
     backbone = build_discriminator(m.arch, **d_kw)
     ctx = BuildContext(

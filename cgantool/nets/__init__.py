@@ -1,6 +1,8 @@
-"""Generators, discriminators and heads, built by name."""
+"""Generators, discriminators and heads, built by name (``build_generator("sngan", resolution=32, ...)``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from torch import nn
 
@@ -18,15 +20,23 @@ DISCRIMINATORS.register("sngan")(SNGANDiscriminator)
 DISCRIMINATORS.register("biggan")(BigGANDiscriminator)
 
 
-def build_generator(arch: str, **kw) -> nn.Module:
+def build_generator(arch: str, **kw: Any) -> nn.Module:
+    """The generator class registered as ``arch``, built with ``kw``; unknown ``arch`` → ConfigError with the names."""
     return GENERATORS.get(arch)(**kw)
 
 
-def build_discriminator(arch: str, **kw) -> nn.Module:
+def build_discriminator(arch: str, **kw: Any) -> nn.Module:
+    """The discriminator registered as ``arch``, built with ``kw``; unknown ``arch`` → ConfigError with the names."""
     return DISCRIMINATORS.get(arch)(**kw)
 
 
+def supported_resolutions(arch: str) -> tuple[int, ...]:
+    """Image sizes the backbone ``arch`` has a layout for."""
+    return tuple(GENERATORS.get(arch).resolutions)
+
+
 __all__ = [
-    "BigGANDiscriminator", "BigGANGenerator", "Contrastive2CHeads", "DiscOutput", "InfoMaxHeads",
-    "SNGANDiscriminator", "SNGANGenerator", "build_discriminator", "build_generator",
+    "DISCRIMINATORS", "GENERATORS", "BigGANDiscriminator", "BigGANGenerator", "Contrastive2CHeads", "DiscOutput",
+    "InfoMaxHeads", "SNGANDiscriminator", "SNGANGenerator", "build_discriminator", "build_generator",
+    "supported_resolutions",
 ]

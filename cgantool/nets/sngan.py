@@ -1,115 +1,110 @@
-"""SNGAN ResNet generator and spectral-norm ResNet discriminator, as Mimicry builds them (methods.md).
+"""SNGAN ResNet generator and spectral-norm ResNet discriminator as Mimicry builds them (methods.md "Shared
+backbone: SNGAN ResNet"; Mimicry ``nets/sngan/sngan_{32,48,64,128}.py``, ``nets/cgan_pd/``, ``modules/``).
 
-Paper-width parameter counts (unconditional): 32 px G 4,276,739 / D 1,053,825; 48 px G 4,878,083 /
-D 10,141,441; 64 px G 12,220,675 / D 10,141,441; 128 px G 32,150,787 / D 29,017,857.
+Paper-width parameter counts (unconditional, no attention): 32 px G 4,276,739 / D 1,053,825; 48 px
+G 4,878,083 / D 10,141,441; 64 px G 12,220,675 / D 10,141,441; 128 px G 32,150,787 / D 29,017,857.
 
-Mimicry quirk, kept on purpose (it produced InfoMax-GAN's numbers): a DBlock starts with an in-place ReLU,
-so its shortcut, and the local features read from its input, see ReLU(x) rather than x.
+Kept on purpose from Mimicry (it produced the InfoMax-GAN numbers):
+- G upsamples bilinearly (``upsample="nearest"`` gives Chainer SNGAN's choice);
+- every DBlock starts with an in-place ReLU, so its shortcut, and the local features read from its input,
+  see ReLU(x), not x (see ``layers.DBlock``).
+
+16 px, not in Mimicry: the 32 px layout with one G block fewer (4 → 8 → 16); D keeps the 32 px blocks
+(16 → 8 → 4, then two blocks at 4x4), so its local features are 4x4.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cgantool.nets.layers import (
+    BatchNorm,
     ClassConditionalBN,
+    DBlock,
+    DBlockOptimized,
     DiscOutput,
+    GBlock,
     SelfAttention,
+    check_upsample,
     conv,
     embed_labels,
+    embedding,
     init_xavier,
+    layout_error,
     linear,
-    sn,
 )
 
-# resolution → (bottom size, G channel multipliers per block input, D channel multipliers, D downsampling)
-_G_LAYOUT = {
-    16: (4, [1, 1, 1]),
-    32: (4, [1, 1, 1, 1]),
-    48: (6, [1, 1 / 2, 1 / 4, 1 / 8]),
-    64: (4, [1, 1 / 2, 1 / 4, 1 / 8, 1 / 16]),
-    128: (4, [1, 1, 1 / 2, 1 / 4, 1 / 8, 1 / 16]),
+# resolution → (bottom size, paper ngf, channel divisors c_0..c_n; block i maps ngf/c_i → ngf/c_{i+1})
+_G_LAYOUT: dict[int, tuple[int, int, list[int]]] = {
+    16: (4, 256, [1, 1, 1]),
+    32: (4, 256, [1, 1, 1, 1]),
+    48: (6, 512, [1, 2, 4, 8]),
+    64: (4, 1024, [1, 2, 4, 8, 16]),
+    128: (4, 1024, [1, 1, 2, 4, 8, 16]),
 }
-_G_WIDTH = {16: 256, 32: 256, 48: 512, 64: 1024, 128: 1024}
-_D_LAYOUT = {  # channels (as fractions of ndf) after each block, and whether each block downsamples
-    16: ([1, 1, 1, 1], [True, True, False, False]),
-    32: ([1, 1, 1, 1], [True, True, False, False]),
-    48: ([1 / 16, 1 / 8, 1 / 4, 1 / 2, 1], [True, True, True, True, False]),
-    64: ([1 / 16, 1 / 8, 1 / 4, 1 / 2, 1], [True, True, True, True, False]),
-    128: ([1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 1], [True, True, True, True, True, False]),
+# resolution → (paper ndf, channel divisor of each block's output, whether each block downsamples)
+_D_LAYOUT: dict[int, tuple[int, list[int], list[bool]]] = {
+    16: (128, [1, 1, 1, 1], [True, True, False, False]),
+    32: (128, [1, 1, 1, 1], [True, True, False, False]),
+    48: (1024, [16, 8, 4, 2, 1], [True, True, True, True, False]),
+    64: (1024, [16, 8, 4, 2, 1], [True, True, True, True, False]),
+    128: (1024, [16, 8, 4, 2, 1, 1], [True, True, True, True, True, False]),
 }
-_D_WIDTH = {16: 128, 32: 128, 48: 1024, 64: 1024, 128: 1024}
 RESOLUTIONS = tuple(sorted(_G_LAYOUT))
 
 
-def _check_resolution(resolution: int) -> None:
-    if resolution not in _G_LAYOUT:
-        from cgantool.errors import ConfigError
-
-        raise ConfigError(f"the sngan backbone has no {resolution} px layout",
-                          hint=f"use data.resolution in {', '.join(map(str, RESOLUTIONS))}")
-
-
-class GBlock(nn.Module):
-    """BN → ReLU → up x2 → conv3x3 → BN → ReLU → conv3x3, plus shortcut up x2 → conv1x1."""
-
-    def __init__(self, cin: int, cout: int, num_classes: int = 0, upsample: str = "bilinear"):
-        super().__init__()
-        self.upsample = upsample
-        self.b1 = ClassConditionalBN(cin, num_classes) if num_classes else nn.BatchNorm2d(cin)
-        self.c1 = conv(cin, cout, 3)
-        self.b2 = ClassConditionalBN(cout, num_classes) if num_classes else nn.BatchNorm2d(cout)
-        self.c2 = conv(cout, cout, 3)
-        self.c_sc = conv(cin, cout, 1)
-        init_xavier(self.c1, math.sqrt(2))
-        init_xavier(self.c2, math.sqrt(2))
-        init_xavier(self.c_sc, 1.0)
-
-    def _up(self, x: torch.Tensor) -> torch.Tensor:
-        if self.upsample == "nearest":
-            return F.interpolate(x, scale_factor=2, mode="nearest")
-        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-
-    def _bn(self, bn: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return bn(x, y) if isinstance(bn, ClassConditionalBN) else bn(x)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.c1(self._up(F.relu(self._bn(self.b1, x, y))))
-        h = self.c2(F.relu(self._bn(self.b2, h, y)))
-        return h + self.c_sc(self._up(x))
+def _widths(width: int, divisors: list[int]) -> list[int]:
+    return [max(1, width // d) for d in divisors]
 
 
 class SNGANGenerator(nn.Module):
-    """z ~ N(0, I) → Linear → (ngf, bottom, bottom) → GBlocks → BN → ReLU → conv3x3 → tanh. No SN in G."""
+    """z [B, z_dim] ~ N(0, I) → Linear → (ngf, bottom, bottom) → GBlocks → BN → ReLU → conv3x3 → tanh → [B, 3, R, R].
+
+    No SN in G. ``channels`` (ngf) scales the whole channel schedule; None = the paper width (256 at 16/32 px,
+    512 at 48, 1024 at 64/128). ``num_classes`` > 0: class-conditional BN in every GBlock (Mimicry cGAN-PD; the
+    final BN stays unconditional). ``self_attention``: one SN-free self-attention block after the GBlock that
+    reaches resolution / 2 (16x16 at 32 px).
+    Init (Mimicry): Xavier-uniform, gain 1 on the first linear and last conv, sqrt(2)/1 inside the blocks.
+    """
+
+    resolutions = RESOLUTIONS
 
     def __init__(self, resolution: int = 32, z_dim: int = 128, channels: int | None = None, num_classes: int = 0,
                  self_attention: bool = False, upsample: str = "bilinear"):
         super().__init__()
-        _check_resolution(resolution)
+        if resolution not in _G_LAYOUT:
+            raise layout_error("sngan", resolution, RESOLUTIONS)
+        check_upsample(upsample)
         self.resolution, self.z_dim, self.num_classes = resolution, z_dim, num_classes
-        ngf = channels or _G_WIDTH[resolution]
-        self.bottom, mults = _G_LAYOUT[resolution]
-        chans = [max(1, int(ngf * m)) for m in mults]  # block i maps chans[i] → chans[i + 1]
+        self.bottom, paper_width, divisors = _G_LAYOUT[resolution]
+        chans = _widths(channels or paper_width, divisors)
+        self._first_channels = chans[0]
+
+        def norm(c: int) -> nn.Module:
+            return ClassConditionalBN(c, num_classes) if num_classes else BatchNorm(c)
+
         self.l1 = linear(z_dim, self.bottom * self.bottom * chans[0])
-        self.blocks = nn.ModuleList(GBlock(chans[i], chans[i + 1], num_classes, upsample) for i in range(len(chans) - 1))
-        # optional self-attention at the middle resolution (after the block that reaches resolution / 2)
-        self.attn_after = len(self.blocks) - 2 if self_attention else -1
+        self.blocks = nn.ModuleList(
+            GBlock(chans[i], chans[i + 1], norm, upsample=upsample) for i in range(len(chans) - 1)
+        )
+        self.attn_after = len(self.blocks) - 2 if self_attention else -1  # the block that reaches resolution / 2
         self.attn = SelfAttention(chans[self.attn_after + 1], use_sn=False) if self_attention else None
         self.b_out = nn.BatchNorm2d(chans[-1])
         self.c_out = conv(chans[-1], 3, 3)
         init_xavier(self.l1, 1.0)
         init_xavier(self.c_out, 1.0)
-        self._first_channels = chans[0]
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """z ~ N(0, I), [n, z_dim]."""
         return torch.randn(n, self.z_dim, generator=generator, device=device)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.l1(z).view(z.shape[0], self._first_channels, self.bottom, self.bottom)
+        """z [B, z_dim], y int labels [B] or soft labels [B, classes] (conditional G only) → images [B, 3, R, R]."""
+        if self.num_classes and y is None:
+            raise ValueError("this generator is class-conditional: pass labels y")
+        h = self.l1(z).view(z.shape[0], self._first_channels, self.bottom, self.bottom)  # [B, ngf, b, b]
         for i, block in enumerate(self.blocks):
             h = block(h, y)
             if i == self.attn_after:
@@ -117,78 +112,51 @@ class SNGANGenerator(nn.Module):
         return torch.tanh(self.c_out(F.relu(self.b_out(h))))
 
 
-class DBlockOptimized(nn.Module):
-    """First D block: conv3x3 → ReLU → conv3x3 → avgpool; shortcut avgpool → conv1x1. All SN."""
+class SNGANDiscriminator(nn.Module):
+    """x [B, 3, R, R] → optimized block → DBlocks → ReLU → global sum pool → SN-Linear → logits [B].
 
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.c1, self.c2, self.c_sc = sn(conv(cin, cout, 3)), sn(conv(cout, cout, 3)), sn(conv(cin, cout, 1))
-        init_xavier(self.c1, math.sqrt(2))
-        init_xavier(self.c2, math.sqrt(2))
-        init_xavier(self.c_sc, 1.0)
+    Every conv/linear is spectral-normalised (one power iteration). ``channels`` (ndf) scales the schedule;
+    None = the paper width (ndf 128 at 16/32 px, all blocks ndf wide; 1024 at 48/64/128 px, blocks ndf/16 ...
+    ndf). ``num_classes`` > 0: projection discriminator, logit += <SN-Embedding(y), h> (Mimicry cGAN-PD).
+    ``self_attention``: one SN self-attention block after the first block (resolution / 2).
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.avg_pool2d(self.c2(F.relu(self.c1(x))), 2)
-        return h + self.c_sc(F.avg_pool2d(x, 2))
-
-
-class DBlock(nn.Module):
-    """Pre-activation D block: ReLU → conv3x3 (cin→cin) → ReLU → conv3x3 (cin→cout) (→ avgpool).
-
-    Shortcut conv1x1 only when channels change or the block downsamples. Input is ReLU'd first for both
-    branches (Mimicry's in-place ReLU).
+    ``DiscOutput.local`` is the output of all blocks but the last, post-ReLU (Mimicry's in-place ReLU):
+    [B, 128, 8, 8] at 32 px paper width. ``feature_dims`` = {"h": C, "local": C_l}.
     """
 
-    def __init__(self, cin: int, cout: int, downsample: bool):
-        super().__init__()
-        self.downsample = downsample
-        self.c1, self.c2 = sn(conv(cin, cin, 3)), sn(conv(cin, cout, 3))
-        self.c_sc = sn(conv(cin, cout, 1)) if (cin != cout or downsample) else None
-        init_xavier(self.c1, math.sqrt(2))
-        init_xavier(self.c2, math.sqrt(2))
-        if self.c_sc is not None:
-            init_xavier(self.c_sc, 1.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(x)
-        h = self.c2(F.relu(self.c1(x)))
-        sc = self.c_sc(x) if self.c_sc is not None else x
-        if self.downsample:
-            h, sc = F.avg_pool2d(h, 2), F.avg_pool2d(sc, 2)
-        return h + sc
-
-
-class SNGANDiscriminator(nn.Module):
-    """Optimized block, DBlocks, ReLU → global sum pool → SN-Linear; projection term when num_classes > 0."""
+    resolutions = RESOLUTIONS
 
     def __init__(self, resolution: int = 32, channels: int | None = None, num_classes: int = 0,
                  self_attention: bool = False):
         super().__init__()
-        _check_resolution(resolution)
-        ndf = channels or _D_WIDTH[resolution]
-        mults, downs = _D_LAYOUT[resolution]
-        chans = [max(1, int(ndf * m)) for m in mults]
+        if resolution not in _D_LAYOUT:
+            raise layout_error("sngan", resolution, RESOLUTIONS)
+        paper_width, divisors, downs = _D_LAYOUT[resolution]
+        chans = _widths(channels or paper_width, divisors)
+        self.resolution, self.num_classes = resolution, num_classes
         blocks: list[nn.Module] = [DBlockOptimized(3, chans[0])]
-        blocks += [DBlock(chans[i - 1], chans[i], downs[i]) for i in range(1, len(chans))]
+        blocks += [DBlock(chans[i - 1], chans[i], downsample=downs[i]) for i in range(1, len(chans))]
         self.blocks = nn.ModuleList(blocks)
         self.attn = SelfAttention(chans[0], use_sn=True) if self_attention else None
-        self.l_out = sn(linear(chans[-1], 1))
+        self.l_out = linear(chans[-1], 1, use_sn=True)
         init_xavier(self.l_out, 1.0)
-        self.num_classes = num_classes
-        self.embed = sn(nn.Embedding(num_classes, chans[-1])) if num_classes else None
+        self.embed = embedding(num_classes, chans[-1], use_sn=True) if num_classes else None
         if self.embed is not None:
-            nn.init.xavier_uniform_(self.embed.parametrizations.weight.original)
+            init_xavier(self.embed, 1.0)
         self.feature_dims = {"h": chans[-1], "local": chans[-2]}
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DiscOutput:
+        """x [B, 3, R, R], y int labels [B] or soft labels [B, classes] (projection D only) → DiscOutput."""
+        if self.embed is not None and y is None:
+            raise ValueError("this discriminator is a projection discriminator: pass labels y")
         h = x
         for i, block in enumerate(self.blocks[:-1]):
             h = block(h)
             if i == 0 and self.attn is not None:
                 h = self.attn(h)
-        local = F.relu(h)  # what the last block sees (Mimicry: in-place ReLU)
+        local = F.relu(h)  # [B, C_l, H_l, W_l]: what the last block's in-place ReLU leaves in its input
         h = F.relu(self.blocks[-1](local)).sum(dim=(2, 3))  # [B, C]
-        logits = self.l_out(h).squeeze(1)
-        if self.embed is not None and y is not None:
+        logits = self.l_out(h).squeeze(1)  # [B]
+        if self.embed is not None:
             logits = logits + (embed_labels(self.embed, y) * h).sum(1)
         return DiscOutput(logits=logits, h=h, local=local)

@@ -43,6 +43,7 @@ class Term:
     name: ClassVar[str]  # config section under loss.
     key: ClassVar[str]  # short name in logs
     needs_real_in_g: ClassVar[bool] = False
+    carries_class: ClassVar[bool] = False  # True: D gets no projection term, this term conditions it
 
     def __init__(self, cfg: Any, ctx: BuildContext):
         self.cfg = cfg
@@ -63,11 +64,13 @@ TERMS: Registry[type[Term]] = Registry("loss term")
 
 def enabled_terms(loss_cfg: Any, ctx: BuildContext) -> list[Term]:
     """Instantiate every registered term whose config section has weight > 0."""
-    from cgantool.terms import cond_2c, infomax  # noqa: F401  (registration)
-
     terms = []
     for name in TERMS.names():
         section = getattr(loss_cfg, name)
         if section.weight > 0:
             terms.append(TERMS.get(name)(section, ctx))
     return terms
+
+
+# Every term module registers itself on import (after TERMS exists).
+from cgantool.terms import cond_2c, infomax  # noqa: E402,F401

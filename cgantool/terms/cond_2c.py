@@ -7,7 +7,7 @@ embeddings, the labels the fakes were generated for). lambda = ``loss.cond_2c.we
 from __future__ import annotations
 
 from cgantool.errors import ConfigError
-from cgantool.losses import contrastive_2c_loss
+from cgantool.losses import contrastive_2c_loss, data_to_data_cross_entropy
 from cgantool.nets import Contrastive2CHeads
 from cgantool.terms import TERMS, Term
 
@@ -16,14 +16,16 @@ from cgantool.terms import TERMS, Term
 class Cond2CTerm(Term):
     name = "cond_2c"
     key = "cond_2c"
+    carries_class = True  # the class information reaches D through this term, not a projection
+    what = "ContraGAN's 2C loss"
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)
         if ctx.num_classes < 2:
             raise ConfigError(
-                "loss.cond_2c (ContraGAN's 2C loss) needs class labels, but the model is unconditional",
+                f"loss.{self.name} ({self.what}) needs class labels, but the model is unconditional",
                 hint="use labelled data (shapes, cifar10, a folder with one sub-folder per class) "
-                "and model.conditioning = 'class', or set loss.cond_2c.weight = 0",
+                f"and model.conditioning = 'class', or set loss.{self.name}.weight = 0",
             )
         self.heads_args = (ctx.feature_dims["h"], ctx.num_classes, cfg.embed_dim)
 
@@ -39,3 +41,17 @@ class Cond2CTerm(Term):
 
     def g_loss(self, heads, fake, real, batch):
         return self._loss(heads, fake, batch.fake_c)
+
+
+@TERMS.register("d2d_ce")
+class D2DCETerm(Cond2CTerm):
+    """ReACGAN's data-to-data cross-entropy on the same heads (embedding + class proxies): real in D, fake in G."""
+
+    name = "d2d_ce"
+    key = "d2d_ce"
+    what = "ReACGAN's D2D-CE"
+
+    def _loss(self, heads, out, labels):
+        embed, proxy = heads(out.h, labels)
+        c = self.cfg
+        return data_to_data_cross_entropy(embed, proxy, labels, temperature=c.temperature, m_p=c.m_p, m_n=c.m_n)
