@@ -111,7 +111,7 @@ def compute_metrics(real: np.ndarray, fake: np.ndarray, wanted: tuple[str, ...],
         mean, std = M.kernel_inception_distance(real, fake, seed=seed)
         out["kid"], out["kid_std"] = float(mean), float(std)
     if "is" in wanted and fake_probs is not None:
-        mean, std = M.inception_score(fake_probs, splits=10)
+        mean, std = M.inception_score(fake_probs, splits=min(10, len(fake_probs)))
         out["is"], out["is_std"] = float(mean), float(std)
     if "prdc" in wanted:
         out.update({k: float(v) for k, v in M.prdc(real, fake).items()})

@@ -1,148 +1,308 @@
-"""The Inception feature extractor, with an offline story, and pluggable extractors (``module:function``).
+"""The Inception feature extractor with an offline story, and pluggable extractors (``module:function``).
 
-clean-fid hard-codes ``/tmp/inception-2015-12-05.pt`` and its download has no timeout. Here the weights are
-found, in order, at ``--inception-weights PATH``, ``$CGANTOOL_INCEPTION_WEIGHTS``, cgantool's cache dir,
-clean-fid's location; else downloaded with a deadline into the cache (size-checked, atomic); else one
-clear error says which URL to fetch and where to put it.
+The network is clean-fid's (and StyleGAN2-ADA's) TorchScript translation of TensorFlow's
+inception-2015-12-05 graph, ``inception-2015-12-05.pt`` from :data:`URL` (~95 MB). clean-fid 0.1.35 hard-codes
+``/tmp/inception-2015-12-05.pt`` and downloads it with no timeout. Here the weights are found, in order, at:
+
+1. an explicit path (``--inception-weights PATH``);
+2. ``$CGANTOOL_INCEPTION_WEIGHTS``;
+3. ``<cache dir>/inception-2015-12-05.pt`` (cache dir: ``$CGANTOOL_CACHE``, else ``$XDG_CACHE_HOME/cgantool``,
+   else ``~/.cache/cgantool``);
+4. clean-fid's ``/tmp/inception-2015-12-05.pt``;
+5. a download into the cache dir with a stall timeout and a whole-transfer deadline (temp file, size check,
+   atomic rename); when that fails, one :class:`OfflineError` says what to fetch and where to put it.
+
+The TorchScript module's interface (as StyleGAN2-ADA's metrics and clean-fid call it):
+``forward(img, return_features=False, use_fp16=False, no_output_bias=False)`` takes images [B, 3, H, W] with
+values in [0, 255] (any float or uint8 dtype), resizes them to 299 x 299 inside with a TensorFlow-style bilinear
+resize, normalises (x - 128) / 128 and returns pool features [B, 2048] (``return_features=True``) or softmax
+probabilities over 1008 classes (``no_output_bias=True`` drops the output layer's bias, as the original IS code).
+Its submodules ``layers`` (normalised 299 x 299 input → [B, 2048, 1, 1]) and ``output`` (Linear 2048 → 1008)
+are reachable as attributes; clean-fid's "clean" mode calls ``layers`` on its own resize.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import socket
+import platform
+import sys
+import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
+import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from cgantool.data.sources import cache_dir
 from cgantool.errors import CgantoolError, OfflineError
 
 FILENAME = "inception-2015-12-05.pt"
 URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
-MIN_BYTES = 90_000_000  # the TorchScript file is ~95 MB; anything much smaller is a broken download
-CLEANFID_PATH = Path("/tmp") / FILENAME
+# Inception-v3 with a 1008-way head holds ~23.9 M float32 parameters (~95.5 MB); the exact byte size is not
+# published by clean-fid or NVIDIA, so a download is checked against the server's Content-Length and this floor.
+MIN_BYTES = 90_000_000
+ENV_VAR = "CGANTOOL_INCEPTION_WEIGHTS"
+CLEANFID_PATH = Path("./" if platform.system() == "Windows" else "/tmp") / FILENAME  # cleanfid/features.py
+MODES = ("clean", "legacy_tensorflow", "legacy_pytorch")
+MAX_DOWNLOAD_SECONDS = 900.0  # whole-transfer deadline (a trickling connection would otherwise never end)
 
 
 def cache_path() -> Path:
-    from cgantool.data import cache_dir
-
+    """Where a downloaded copy lives: ``<cgantool cache dir>/inception-2015-12-05.pt`` (read at call time)."""
     return cache_dir() / FILENAME
 
 
 def _hint() -> str:
-    return (f"download {URL} and put it at {cache_path()}, or pass --inception-weights PATH "
-            "(or set CGANTOOL_INCEPTION_WEIGHTS); --feature-extractor module:function plugs in another network")
+    return (f"download {URL} and put it at {cache_path()}, or pass --inception-weights PATH / set {ENV_VAR}")
 
 
-def resolve_inception_weights(path: str | None = None, download: bool = True, timeout: float = 30.0,
+# --------------------------------------------------------------------------------------------- finding weights
+
+
+def resolve_inception_weights(path: str | os.PathLike | None = None, download: bool = True, timeout: float = 30.0,
                               url: str | None = None) -> Path:
-    """Find the Inception weights (see the module docstring); never hangs longer than ``timeout``."""
-    if path:
+    """Path of ``inception-2015-12-05.pt``, searched in the order of the module docstring.
+
+    ``timeout`` bounds every wait without progress (DNS, connect, each read); the whole transfer is bounded by
+    ``max(MAX_DOWNLOAD_SECONDS, 20 * timeout)``. ``url`` overrides :data:`URL` (tests). Raises
+    :class:`CgantoolError` for an explicit path or ``$CGANTOOL_INCEPTION_WEIGHTS`` that is not a file, and
+    :class:`OfflineError` when the weights are absent and cannot be downloaded (or ``download=False``).
+    """
+    if path is not None and str(path) != "":
         p = Path(path).expanduser()
         if not p.is_file():
             raise CgantoolError(f"Inception weights not found at {p}", hint=_hint())
         return p
-    env = os.environ.get("CGANTOOL_INCEPTION_WEIGHTS")
+    env = os.environ.get(ENV_VAR)
     if env:
         p = Path(env).expanduser()
         if not p.is_file():
-            raise CgantoolError(f"CGANTOOL_INCEPTION_WEIGHTS points at a missing file: {p}", hint=_hint())
+            raise CgantoolError(f"{ENV_VAR} points at a missing file: {p}", hint=_hint())
         return p
     for candidate in (cache_path(), CLEANFID_PATH):
         if candidate.is_file() and candidate.stat().st_size >= MIN_BYTES:
             return candidate
     if not download:
         raise OfflineError("the Inception weights are not on this machine", hint=_hint())
-    return _download(url or URL, cache_path(), timeout)
-
-
-def _download(url: str, dest: Path, timeout: float) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    deadline = time.monotonic() + max(timeout, 1.0) * 20  # whole-transfer limit; each read has `timeout`
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the download took too long")
+        return download_file(url or URL, cache_path(), timeout=timeout,
+                             max_seconds=max(MAX_DOWNLOAD_SECONDS, 20 * timeout), min_bytes=MIN_BYTES)
+    except OSError as e:
+        raise OfflineError(f"could not download the Inception weights ({_reason(e)})", hint=_hint()) from None
+
+
+def _reason(e: BaseException) -> str:
+    """A short human reason for a failed download."""
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTP {e.code} {e.reason}"
+    if isinstance(e, urllib.error.URLError):
+        return str(e.reason)
+    return str(e) or type(e).__name__
+
+
+class _Transfer(threading.Thread):
+    """Copies ``url`` into the file ``tmp`` on a daemon thread, recording progress for a watchdog."""
+
+    def __init__(self, url: str, tmp: Path, timeout: float):
+        super().__init__(daemon=True, name="cgantool-download")
+        self.url, self.tmp, self.timeout = url, tmp, timeout
+        self.lock = threading.Lock()
+        self.cancelled = False
+        self.last_progress = time.monotonic()
+        self.expected_bytes: int | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
+                self.last_progress = time.monotonic()
+                length = response.headers.get("Content-Length", "")
+                self.expected_bytes = int(length) if length.isdigit() else None
+                with self.lock:  # never (re)create the temp file after the watchdog gave up and removed it
+                    if self.cancelled:
+                        return
+                    f = open(self.tmp, "wb")  # noqa: SIM115 - closed below
+                with f:
+                    while chunk := response.read1(1 << 16):  # returns after one recv: progress stays visible
+                        self.last_progress = time.monotonic()
+                        if self.cancelled:
+                            return
+                        f.write(chunk)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            self.error = e
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
+
+
+def download_file(url: str, dest: Path, timeout: float, max_seconds: float, min_bytes: int = 0) -> Path:
+    """Download ``url`` to ``dest`` atomically (temp file beside it, checks, ``os.replace``); returns ``dest``.
+
+    Fails with :class:`TimeoutError` when nothing arrives for ``timeout`` seconds (DNS and connect included, which
+    urllib's own timeout does not fully cover) or the transfer exceeds ``max_seconds``; with :class:`OSError` for
+    network errors, a short transfer (fewer bytes than Content-Length or ``min_bytes``) or a file that is not a
+    zip archive (TorchScript files are). Never leaves a temp file behind.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
+    transfer = _Transfer(url, tmp, timeout)
+    start = time.monotonic()
+    try:
+        transfer.start()
+        while transfer.is_alive():
+            transfer.join(0.05)
+            now = time.monotonic()
+            if transfer.is_alive() and now - transfer.last_progress > timeout:
+                raise TimeoutError(f"no response for {timeout:g} s")
+            if transfer.is_alive() and now - start > max_seconds:
+                raise TimeoutError(f"the transfer took longer than {max_seconds:g} s")
+        if transfer.error is not None:
+            raise transfer.error if isinstance(transfer.error, OSError) else OSError(_reason(transfer.error))
         size = tmp.stat().st_size
-        if size < MIN_BYTES:
-            raise OSError(f"got {size} bytes, expected about 95 MB")
+        if transfer.expected_bytes is not None and size != transfer.expected_bytes:
+            raise OSError(f"incomplete transfer: {size} of {transfer.expected_bytes} bytes")
+        if size < min_bytes:
+            raise OSError(f"got {size} bytes, expected at least {min_bytes}")
+        if not zipfile.is_zipfile(tmp):
+            raise OSError("the downloaded file is not a TorchScript archive")
         os.replace(tmp, dest)
         return dest
-    except (OSError, socket.timeout, TimeoutError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise OfflineError(f"could not download the Inception weights ({reason})", hint=_hint()) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        transfer.cancel()
+        tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------- the feature network
+
+
+def load_torchscript(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.jit.ScriptModule:
+    """``torch.jit.load`` (the format clean-fid's weights ship in), with load failures as a CgantoolError."""
+    try:
+        with warnings.catch_warnings():  # torch >= 2.9 marks TorchScript deprecated; the file format is fixed
+            warnings.filterwarnings("ignore", message=r".*torch\.jit", category=FutureWarning)
+            return torch.jit.load(str(path), map_location=device).eval()
+    except (RuntimeError, ValueError, OSError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CgantoolError(f"cannot load the Inception weights at {path} ({first_line})",
+                            hint=f"the file must be clean-fid's TorchScript {FILENAME}: {_hint()}") from None
 
 
 class InceptionFeatures(nn.Module):
-    """uint8 images [B, 3, H, W] → 2048-d pool features, as clean-fid computes them in ``mode``:
+    """uint8 images [B, 3, H, W] → 2048-d pool features (float32), as clean-fid computes them in ``mode``:
 
-    - ``clean``: each image resized to 299 with PIL bicubic on float32 (clean-fid's resizer), then the
-      network's own layers on (x - 128) / 128;
-    - ``legacy_pytorch``: F.interpolate bilinear to 299, same normalisation;
-    - ``legacy_tensorflow``: the network resizes inside (TensorFlow's convention).
+    - ``clean``: each image resized to 299 x 299 by clean-fid's resizer (PIL bicubic on float32 per channel,
+      ``make_resizer("PIL", False, "bicubic", (299, 299))``), then ``layers((x - 128) / 128)`` — clean-fid's
+      ``InceptionV3W`` with ``resize_inside=False``;
+    - ``legacy_tensorflow``: the uint8 batch goes straight to the network, which resizes inside
+      (TensorFlow-style bilinear) — ``InceptionV3W`` with ``resize_inside=True``;
+    - ``legacy_pytorch``: clean-fid's resizer ``make_resizer("PyTorch", False, "bilinear", (299, 299))``
+      (F.interpolate, align_corners=False) and pytorch-fid's normalisation 2 x / 255 - 1. clean-fid feeds that
+      to pytorch-fid's own port of the same TF graph (a separate ``pt_inception-2015-12-05-6726825d.pth``);
+      here it feeds the TorchScript port, so values approximate pytorch-fid's, not bit for bit.
 
-    :meth:`probs` gives the class probabilities for the Inception Score with no output bias
-    (``no_output_bias=True``, as StyleGAN2-ADA's metric does).
+    :meth:`logits` / :meth:`probs` give the 1008-way head without its bias (``no_output_bias=True``, as
+    StyleGAN2-ADA's Inception Score) for the Inception Score.
     """
 
-    def __init__(self, path: str | Path, mode: str = "clean", device: torch.device | str = "cpu"):
+    def __init__(self, path: str | os.PathLike, mode: str = "clean", device: torch.device | str = "cpu"):
         super().__init__()
+        if mode not in MODES:
+            raise CgantoolError(f"unknown Inception mode '{mode}'", hint=f"use one of: {', '.join(MODES)}")
         from cleanfid.resize import build_resizer
 
-        import warnings
-
-        with warnings.catch_warnings():  # TorchScript is the format clean-fid's weights ship in
-            warnings.simplefilter("ignore", FutureWarning)
-            self.base = torch.jit.load(str(path), map_location=device).eval()
+        self.base = load_torchscript(path, device)
         self.mode = mode
         self.device = torch.device(device)
-        self.resizer = build_resizer(mode) if mode in ("clean", "legacy_pytorch") else None
+        with warnings.catch_warnings():  # clean-fid's PyTorch resizer calls warnings.filterwarnings("ignore")
+            self.resizer = None if mode == "legacy_tensorflow" else build_resizer(mode)
 
-    def _resized(self, images_u8: torch.Tensor) -> torch.Tensor:
-        if self.resizer is None:
-            return images_u8.float().to(self.device)
+    def _resize(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, 3, H, W] → float32 [B, 3, 299, 299] in [0, 255] with clean-fid's per-image resizer."""
         arrays = images_u8.permute(0, 2, 3, 1).cpu().numpy()  # [B, H, W, 3] uint8
-        resized = np.stack([self.resizer(a) for a in arrays])  # float32 [B, 299, 299, 3] in [0, 255]
+        resized = np.stack([self.resizer(a) for a in arrays]).astype(np.float32)  # [B, 299, 299, 3]
         return torch.from_numpy(resized).permute(0, 3, 1, 2).contiguous().to(self.device)
+
+    def _network_input(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """What the mode feeds the network: normalised 299 x 299 for ``layers``, or raw [0, 255] for ``base``."""
+        if images_u8.dtype != torch.uint8 or images_u8.ndim != 4 or images_u8.shape[1] != 3:
+            raise ValueError(f"expected uint8 images [B, 3, H, W], got {images_u8.dtype} {tuple(images_u8.shape)}")
+        if self.mode == "legacy_tensorflow":
+            return images_u8.to(self.device)
+        x = self._resize(images_u8)  # [B, 3, 299, 299] float32 in [0, 255]
+        if self.mode == "clean":
+            return (x - 128) / 128
+        return x / 255 * 2 - 1  # legacy_pytorch: pytorch-fid's normalize_input
+
+    def _features_from_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "legacy_tensorflow":
+            return self.base(x, return_features=True).reshape(x.shape[0], 2048)
+        return self.base.layers(x).reshape(x.shape[0], 2048)  # [B, 2048, 1, 1] → [B, 2048]
 
     @torch.no_grad()
     def forward(self, images_u8: torch.Tensor) -> torch.Tensor:
-        x = self._resized(images_u8)
-        if self.resizer is None:
-            return self.base(x, return_features=True).view(x.shape[0], -1)
-        return self.base.layers.forward((x - 128) / 128).view(x.shape[0], -1)
+        """uint8 [B, 3, H, W] → pool features float32 [B, 2048]."""
+        return self._features_from_input(self._network_input(images_u8)).float()
 
     @torch.no_grad()
+    def features_and_logits(self, images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass: features [B, 2048] and bias-free logits [B, 1008] = features @ output.weight.T."""
+        x = self._network_input(images_u8)
+        feats = self._features_from_input(x).float()
+        if hasattr(self.base, "output"):
+            return feats, F.linear(feats, self.base.output.weight.float())
+        # a TorchScript file without the ``output`` attribute: its own interface gives the probabilities, whose
+        # logs are logits (softmax is invariant to a per-row constant). It takes [0, 255] and normalises itself.
+        raw = x if self.mode == "legacy_tensorflow" else self._resize(images_u8)
+        return feats, torch.log(self.base(raw, no_output_bias=True).float())
+
+    def logits(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """Bias-free class logits [B, 1008] (softmax of these = StyleGAN2-ADA's IS probabilities)."""
+        return self.features_and_logits(images_u8)[1]
+
     def probs(self, images_u8: torch.Tensor) -> torch.Tensor:
-        return self.base(self._resized(images_u8), no_output_bias=True)
+        """Class probabilities [B, 1008] for the Inception Score: softmax of :meth:`logits`."""
+        return torch.softmax(self.logits(images_u8), dim=1)
+
+
+# ---------------------------------------------------------------------------------------- pluggable extractors
 
 
 def load_feature_extractor(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``'module:function'`` → ``function()``, a callable uint8 [B, 3, H, W] → float [B, F]."""
-    module_name, sep, fn_name = spec.partition(":")
-    hint = "pass --feature-extractor module:function, where function() returns a callable images→features"
-    if not sep or not module_name or not fn_name:
-        raise CgantoolError(f"--feature-extractor expects module:function, got '{spec}'", hint=hint)
-    import sys
+    """``'module:function'`` → ``function()``: a callable uint8 [B, 3, H, W] → float [B, F].
 
-    if os.getcwd() not in sys.path and "" not in sys.path:  # modules beside the user, as `python -m` would see them
+    The module is imported as ``python -m`` would see it from the working directory. The callable may also have
+    ``probs`` (or ``logits``) for the Inception Score.
+    """
+    hint = "pass --feature-extractor module:function, where function() returns a callable images → features"
+    module_name, sep, fn_name = spec.partition(":")
+    if not sep or not module_name.strip() or not fn_name.strip():
+        raise CgantoolError(f"--feature-extractor expects module:function, got '{spec}'", hint=hint)
+    if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise CgantoolError(f"cannot import feature extractor module '{module_name}' ({e})", hint=hint) from None
+    except Exception as e:  # noqa: BLE001 - a missing module, or an error inside the user's module
+        raise CgantoolError(f"cannot import feature extractor module '{module_name}' ({type(e).__name__}: {e})",
+                            hint=hint) from None
     factory = getattr(module, fn_name, None)
     if not callable(factory):
         raise CgantoolError(f"module '{module_name}' has no function '{fn_name}'", hint=hint)
-    return factory()
+    try:
+        extractor = factory()
+    except Exception as e:  # noqa: BLE001
+        raise CgantoolError(f"{spec}() failed ({type(e).__name__}: {e})", hint=hint) from None
+    if not callable(extractor):
+        raise CgantoolError(f"{spec}() returned {type(extractor).__name__!r}, not a callable", hint=hint)
+    return extractor
