@@ -19,7 +19,7 @@ from cgantool.data.shapes import COLORS, SHAPES, generate_shapes
 
 PROBE_SEED = 10_000
 HELDOUT_SEED = 20_000
-VERSION = 2
+VERSION = 3
 
 
 class ShapeProbe(nn.Module):

@@ -21,7 +21,7 @@ DISCRIMINATORS.register("biggan")(BigGANDiscriminator)
 
 
 def build_generator(arch: str, **kw: Any) -> nn.Module:
-    """The generator class registered as ``arch``, built with ``kw``; unknown ``arch`` → ConfigError with the names."""
+    """The generator registered as ``arch``, built with ``kw``; unknown ``arch`` → ConfigError with the names."""
     return GENERATORS.get(arch)(**kw)
 
 

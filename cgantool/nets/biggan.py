@@ -68,7 +68,8 @@ def _attention_index(sizes: list[int], attention_resolution: int | None, resolut
         return -1
     if target not in sizes:
         raise ConfigError(f"the biggan {net} at {resolution} px has no block with {target} px output for attention",
-                          hint=f"use an attention resolution in {', '.join(map(str, sorted(set(sizes))))}, or 0 for none")
+                          hint=f"use an attention resolution in {', '.join(map(str, sorted(set(sizes))))} "
+                          "or 0 for none")
     return sizes.index(target)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from cgantool.errors import ConfigError
@@ -82,19 +83,36 @@ def weight_of(module: nn.Module) -> torch.Tensor:
     return module.weight
 
 
+def sync_spectral_norm(module: nn.Module) -> None:
+    """Re-estimate u, v for a spectral-normalised layer whose weight was just re-initialised.
+
+    Registering the parametrisation runs 15 power iterations on the weight of that moment; a later init leaves
+    u, v pointing elsewhere, so sigma = u^T W v is a near-zero random number and an eval-mode forward of an
+    untrained layer is scaled ~100x. Re-registering (public API) redoes the 15 iterations on the new weight.
+    """
+    if not parametrize.is_parametrized(module, "weight"):
+        return
+    sn_param = module.parametrizations.weight[0]
+    eps, iters = sn_param.eps, getattr(sn_param, "n_power_iterations", 1)
+    parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+    spectral_norm(module, n_power_iterations=iters, eps=eps)
+
+
 def init_xavier(module: nn.Module, gain: float) -> None:
     """Mimicry's init: Xavier-uniform weight with ``gain`` (bias left at PyTorch's default)."""
     nn.init.xavier_uniform_(weight_of(module), gain)
+    sync_spectral_norm(module)
 
 
 def init_orthogonal(root: nn.Module) -> None:
     """StudioGAN's ``init_weights(..., "ortho")``: orthogonal weights and zero biases for every conv and linear,
     orthogonal tables for every embedding; norms untouched."""
-    for m in root.modules():
+    for m in list(root.modules()):
         if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
             nn.init.orthogonal_(weight_of(m))
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
+            sync_spectral_norm(m)
 
 
 def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:

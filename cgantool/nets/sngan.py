@@ -60,7 +60,7 @@ def _widths(width: int, divisors: list[int]) -> list[int]:
 
 
 class SNGANGenerator(nn.Module):
-    """z [B, z_dim] ~ N(0, I) → Linear → (ngf, bottom, bottom) → GBlocks → BN → ReLU → conv3x3 → tanh → [B, 3, R, R].
+    """z [B, z_dim] ~ N(0, I) → Linear → (ngf, b, b) → GBlocks → BN → ReLU → conv3x3 → tanh → [B, 3, R, R].
 
     No SN in G. ``channels`` (ngf) scales the whole channel schedule; None = the paper width (256 at 16/32 px,
     512 at 48, 1024 at 64/128). ``num_classes`` > 0: class-conditional BN in every GBlock (Mimicry cGAN-PD; the
