@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cgantool.errors import ConfigError
 
@@ -33,9 +33,10 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    arch: Literal["sngan", "biggan"] = Field("sngan", description="Backbone of G and D.")
-    conditioning: Literal["auto", "none", "class"] = Field(
-        "auto", description="'auto' = class-conditional when the data has class labels, else unconditional."
+    arch: Literal["sngan", "biggan", "xmcgan"] = Field("sngan", description="Backbone of G and D.")
+    conditioning: Literal["auto", "none", "class", "text"] = Field(
+        "auto", description="'auto' = class-conditional when the data has class labels, else unconditional; "
+        "'text' = text-to-image from captions (model.arch = 'xmcgan')."
     )
     z_dim: int = Field(128, ge=1)
     g_channels: int = Field(0, ge=0, description="Generator width; 0 = the paper width for the resolution.")
@@ -64,11 +65,47 @@ class D2DCEConfig(_Section):
     embed_dim: int = Field(512, ge=1)
 
 
+class XMCConfig(_Section):
+    weight: float = Field(0.0, ge=0.0, description="XMC-GAN's contrastive losses, all scaled by this; 0 = off.")
+    sentence: float = Field(1.0, ge=0.0, description="Sentence–image term (real in D, fake in G).")
+    word: float = Field(1.0, ge=0.0, description="Word–region term (real in D, fake in G).")
+    image: float = Field(1.0, ge=0.0, description="Image–image term on D features (G only).")
+    image_pretrained: float = Field(1.0, ge=0.0, description="Image–image term on a pretrained encoder (G only).")
+    image_encoder: Literal["auto", "resnet50", "vgg16", "none"] = Field(
+        "auto", description="Pretrained encoder of the image–image term; 'auto' = whichever torchvision weights "
+        "are present locally (resnet50, then vgg16), else none. Stored resolved."
+    )
+    temperature: float = Field(0.1, gt=0.0, description="Sentence–image and image–image temperature.")
+    word_temperature: float = Field(0.02, gt=0.0, description="Word–region temperature (1 / gamma3).")
+    rho1: float = Field(5.0, gt=0.0, description="Word–region attention sharpness (gamma1).")
+    rho2: float = Field(5.0, gt=0.0, description="Word–region aggregation sharpness (gamma2).")
+
+
 class LossConfig(_Section):
     adversarial: Literal["hinge", "nonsaturating", "dual_contrastive"] = "hinge"
     infomax: InfoMaxConfig = InfoMaxConfig()
     cond_2c: Cond2CConfig = Cond2CConfig()
     d2d_ce: D2DCEConfig = D2DCEConfig()
+    xmc: XMCConfig = XMCConfig()
+
+
+class TextConfig(_Section):
+    encoder: str = Field("builtin", description="'builtin' (offline, trained on the captions), 'minilm' "
+                         "(extra cgantool[minilm]) or 'hf:<name or local path>' (extra cgantool[hf]).")
+    max_words: int = Field(17, ge=2, le=512, description="Tokens per caption (words, or wordpieces with [CLS]/[SEP]).")
+    dim: int = Field(256, ge=2, description="Feature size of the builtin encoder (others: their own).")
+    pretrain_steps: int = Field(600, ge=0, description="Pretraining steps of the builtin encoder (cached).")
+    pretrain_batch_size: int = Field(64, ge=2)
+    unknown_words: Literal["error", "ignore", "unk"] = Field(
+        "error", description="Prompt words outside the builtin vocabulary: an error, dropped, or <unk>."
+    )
+
+    @field_validator("encoder")
+    @classmethod
+    def _encoder(cls, value: str) -> str:
+        from cgantool.text.encoders import check_spec
+
+        return check_spec(value)
 
 
 class OptimConfig(_Section):
@@ -112,6 +149,7 @@ class RunConfig(_Section):
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    text: TextConfig = TextConfig()
 
     @model_validator(mode="after")
     def _compatible(self) -> RunConfig:
@@ -122,6 +160,20 @@ class RunConfig(_Section):
                     f"loss.{name} ({what}) needs class labels, but model.conditioning = 'none'",
                     hint=f"set model.conditioning = 'class' (or 'auto' with labelled data), or loss.{name}.weight = 0",
                 )
+        text, xmc_arch = self.model.conditioning == "text", self.model.arch == "xmcgan"
+        if text != xmc_arch:
+            raise ConfigError(
+                f"model.arch = '{self.model.arch}' with model.conditioning = '{self.model.conditioning}': text "
+                "conditioning and the xmcgan architecture go together",
+                hint="use --preset xmcgan for text-to-image, or another arch/conditioning pair",
+            )
+        if self.loss.xmc.weight > 0 and not text:
+            raise ConfigError("loss.xmc (XMC-GAN's contrastive losses) needs model.conditioning = 'text'",
+                              hint="use --preset xmcgan, or set loss.xmc.weight = 0")
+        for name in ("infomax", "cond_2c", "d2d_ce"):
+            if text and getattr(self.loss, name).weight > 0:
+                raise ConfigError(f"loss.{name} is not available for text-to-image (xmcgan) runs",
+                                  hint=f"set loss.{name}.weight = 0")
         return self
 
 

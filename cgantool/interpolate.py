@@ -58,6 +58,28 @@ def interpolate_keys(keys: torch.Tensor, frames: int, method: str, loop: bool) -
     return torch.stack([fn(keys[i], keys[j], t) for i, j, t in walk_positions(keys.shape[0], frames, loop)])
 
 
+@torch.no_grad()
+def prompt_walk(G, z: torch.Tensor, text, positions: list[tuple[int, int, float]], device) -> torch.Tensor:
+    """Frames of a caption morph at fixed z: frame (i, j, t) conditions on (1 - t) · caption i + t · caption j
+    (sentence features and the word contexts mixed; ``XMCGenerator.forward(mix=...)``).
+    z [R, D], text: K captions → uint8 [T * R, 3, H, W] (frame-major)."""
+    from cgantool.data.batches import to_uint8
+
+    was_training = G.training
+    G.eval()
+    out = []
+    try:
+        zd = z.to(device)
+        R = z.shape[0]
+        for i, j, t in positions:
+            a = text[torch.full((R,), i, dtype=torch.int64)].to(device)
+            b = text[torch.full((R,), j, dtype=torch.int64)].to(device)
+            out.append(to_uint8(G(zd, a, mix=(b, t))).cpu())
+    finally:
+        G.train(was_training)
+    return torch.cat(out)
+
+
 def write_frames(frames_u8: torch.Tensor, out: Path, fps: int) -> str:
     """frames [T, R, 3, H, W] uint8 → animated GIF (R images stacked per frame), PNG strip (R rows × T), or DIR."""
     from PIL import Image

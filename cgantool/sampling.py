@@ -96,8 +96,9 @@ def resolve_class(ckpt, value: str) -> int:
     names = ckpt.data_info.get("class_names", [])
     num = len(names) if ckpt.config.model.conditioning == "class" else 0
     if num == 0:
-        raise CgantoolError(f"this {ckpt.preset} model is unconditional: it takes no class",
-                            hint="drop --class/--classes/--per-class")
+        kind = "text-to-image" if ckpt.config.model.conditioning == "text" else "unconditional"
+        raise CgantoolError(f"this {ckpt.preset} model is {kind}: it takes no class",
+                            hint="drop --class/--classes/--per-class" + (" and pass --prompt" if kind == "text-to-image" else ""))
     value = value.strip()
     if value.lstrip("-").isdigit():
         idx = int(value)
@@ -160,3 +161,31 @@ def check_prompts(ckpt, prompts: list[str] | None, prompts_file) -> list[str] | 
             hint="prompts need a text-to-image checkpoint; use --class for class-conditional models",
         )
     return prompts
+
+
+def encode_prompts(ckpt, prompts: list[str], device) -> "TextCond":  # noqa: F821
+    """Prompts → TextCond with the text encoder the checkpoint recorded (its weights travel in the file for
+    the builtin encoder). Words outside a builtin vocabulary follow the run's ``text.unknown_words``."""
+    from cgantool.text.encoders import from_info
+
+    info = ckpt.data_info.get("text")
+    if info is None:
+        from cgantool.errors import CheckpointError
+
+        raise CheckpointError("this text-to-image checkpoint lacks its text encoder description",
+                              hint="it was not written by cgantool train --preset xmcgan")
+    encoder = from_info(info, ckpt.tensors("text_encoder") if ckpt.has("text_encoder") else None).to(device)
+    return encoder.encode(prompts)
+
+
+def prompt_conditions(ckpt, n: int, prompts: list[str] | None, device):
+    """(TextCond for n images cycling through the prompts, or None for a model that takes no prompt)."""
+    from cgantool.errors import CgantoolError
+
+    if ckpt.config.model.conditioning != "text":
+        return None
+    if not prompts:
+        raise CgantoolError(f"this {ckpt.preset} model is text-to-image: it needs a caption",
+                            hint='pass --prompt "a large blue square in the center" or --prompts-file FILE')
+    cond = encode_prompts(ckpt, prompts, device)
+    return cond[torch.arange(n) % len(prompts)]

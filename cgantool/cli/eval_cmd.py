@@ -75,7 +75,13 @@ def eval_(
                                      "resolution": res or ckpt.data_info["resolution"]})
         dataset = load_dataset(data_cfg)
         G = load_generator(ckpt, ema=not no_ema, device=opts.device)
-        result = evaluate_generator(G, G.num_classes, dataset, opts)
+        text_encoder = None
+        if ckpt.config.model.conditioning == "text":
+            from cgantool.text.encoders import from_info
+
+            text_encoder = from_info(ckpt.data_info["text"], ckpt.tensors("text_encoder") if ckpt.has("text_encoder")
+                                     else None).to(opts.device)
+        result = evaluate_generator(G, G.num_classes, dataset, opts, text_encoder=text_encoder)
         result.update(checkpoint=str(checkpoint), step=ckpt.step, preset=ckpt.preset, dataset=dataset.source,
                       ema=not no_ema and ckpt.has("G_ema"))
     _report(result, json_out)

@@ -11,15 +11,17 @@ from cgantool.cli import app, err_console, guarded
 EXAMPLE = "cgantool interpolate runs/x/checkpoints/last.safetensors --seeds 1,2,3 --frames 24 --loop --out walk.gif"
 
 
-@app.command(help="Walk between seeds (latent space) or classes and write a GIF, a PNG strip or frames.\n\n"
+@app.command(help="Walk between seeds (latent space), classes or captions and write a GIF, a PNG strip or frames.\n\n"
              f"Example: [cyan]{EXAMPLE}[/]")
 @guarded
 def interpolate(
     checkpoint: Path = typer.Argument(..., help="A cgantool .safetensors checkpoint."),
+    more_prompts: list[str] = typer.Argument(None, metavar="[PROMPT]...", help="Further captions after --prompts."),
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds walked in order (default 0,1)."),
     classes: str = typer.Option(None, "--classes", help="Comma-separated classes to morph between at fixed z."),
     class_: str = typer.Option(None, "--class", help="Class held fixed during a seed walk (conditional models)."),
-    prompts: list[str] = typer.Option(None, "--prompts", help="Captions to walk between (text-to-image models; repeat the option)."),
+    prompts: list[str] = typer.Option(None, "--prompts", help='Captions to morph between at fixed z (text-to-image: '
+                                      '--prompts "a red circle" "a blue square"); with --seeds, the caption held fixed.'),
     seed: int = typer.Option(0, "--seed", help="The z held fixed during a class or prompt walk."),
     frames: int = typer.Option(16, "--frames", help="Frames per segment between two keys."),
     method: str = typer.Option("slerp", "--method", help="slerp (Gaussian latents) or lerp."),
@@ -37,19 +39,35 @@ def interpolate(
     from cgantool.engine.loop import resolve_device
     from cgantool.engine.model import load_generator
     from cgantool.errors import CgantoolError
-    from cgantool.interpolate import interpolate_keys, walk_positions, write_frames
-    from cgantool.sampling import check_prompts, generate, latents, resolve_class
+    from cgantool.interpolate import interpolate_keys, prompt_walk, walk_positions, write_frames
+    from cgantool.sampling import check_prompts, generate, latents, prompt_conditions, resolve_class
 
     if seeds is not None and classes is not None:
         raise CgantoolError("--seeds and --classes exclude each other", hint="walk either between seeds or between classes")
     if out.exists() and (out.is_file() or any(out.iterdir())) and not force:
         raise CgantoolError(f"{out} already exists", hint="choose another --out or pass --force")
+    if more_prompts and not prompts:
+        raise CgantoolError(f"unexpected argument '{more_prompts[0]}'", hint='captions go after --prompts: --prompts "a" "b"')
+    prompts = [*(prompts or []), *(more_prompts or [])] or None
     ckpt = load_checkpoint(checkpoint)
-    check_prompts(ckpt, prompts or None, None)
+    check_prompts(ckpt, prompts, None)
     dev = resolve_device(device)
     G = load_generator(ckpt, ema=not no_ema, device=dev)
     num_classes = G.num_classes
-    if classes is not None:
+    text = None
+    if ckpt.config.model.conditioning == "text":
+        if classes is not None or class_ is not None:
+            resolve_class(ckpt, "0")  # raises: not class-conditional
+        text = prompt_conditions(ckpt, len(prompts or []), prompts, dev).to("cpu")
+    if text is not None and seeds is None:
+        if len(prompts) < 2:
+            raise CgantoolError("a prompt walk needs at least two captions",
+                                hint='--prompts "a red circle" "a blue square", or add --seeds 1,2 to walk z at one caption')
+        positions = walk_positions(len(prompts), frames, loop)
+        z = latents(seed, range(rows), G.z_dim)  # [R, D], fixed
+        images = prompt_walk(G, z, text, positions, dev)
+        T = len(positions)
+    elif classes is not None:
         keys = [resolve_class(ckpt, c) for c in classes.split(",") if c.strip()]
         positions = walk_positions(len(keys), frames, loop)
         onehot = torch.eye(num_classes)[keys]  # [K, C]
@@ -64,7 +82,9 @@ def interpolate(
         walk = interpolate_keys(keys_z, frames, method, loop)  # [T, R, D]
         T = walk.shape[0]
         z_all = walk.reshape(T * rows, -1)
-        if num_classes:
+        if text is not None:
+            y_all = text[torch.zeros(T * rows, dtype=torch.int64)]  # the first caption, held fixed
+        elif num_classes:
             fixed = resolve_class(ckpt, class_) if class_ is not None else None
             per_row = torch.tensor([fixed if fixed is not None else r % num_classes for r in range(rows)])
             y_all = per_row.repeat(T)
@@ -72,7 +92,8 @@ def interpolate(
             if class_ is not None:
                 resolve_class(ckpt, class_)  # raises: unconditional
             y_all = None
-    images = generate(G, z_all, y_all, batch_size=64, device=dev)
+    if text is None or seeds is not None:
+        images = generate(G, z_all, y_all, batch_size=64, device=dev)
     frames_u8 = images.view(T, rows, *images.shape[1:])
     what = write_frames(frames_u8, out, fps)
     err_console.print(f"wrote {out}: {what}")

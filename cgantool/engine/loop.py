@@ -85,6 +85,7 @@ def check_run_dir(cfg: RunConfig, opts: RunOptions) -> tuple[RunConfig, Checkpoi
         differing = [
             key for key in diff_configs(stored, cfg, ignore=("train.steps",))
             if not (key == "model.conditioning" and cfg.model.conditioning == "auto")  # stored resolved
+            and not (key == "loss.xmc.image_encoder" and cfg.loss.xmc.image_encoder == "auto")
         ]
         if differing:
             raise ConfigError(
@@ -151,6 +152,11 @@ class Trainer:
     device: torch.device
     augment: list[str]
     hflip: bool
+    text: Any = None  # TextBank of a text-to-image run: one caption per real image per step
+
+    @property
+    def text_conditioned(self) -> bool:
+        return self.text is not None
 
     def autocast(self):
         if self.device.type == "cuda" and self.cfg.train.amp == "bf16":
@@ -162,12 +168,23 @@ class Trainer:
             return None
         return torch.randint(self.gan.num_classes, (n,), device=self.device, generator=self.noise)
 
-    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        images, labels, _ = self.reals.next()
+    def real_batch(self) -> tuple[torch.Tensor, Any]:
+        """Real images in [-1, 1] and their condition: labels, one sampled caption each (TextCond), or None."""
+        images, labels, idx = self.reals.next()
         x = to_float(images)  # [B, 3, R, R] in [-1, 1]
         if self.hflip:
             x = random_hflip(x, self.noise)
+        if self.text is not None:
+            return x, self.text.sample(idx, self.noise)
         return x, (labels if self.gan.num_classes else None)
+
+    @staticmethod
+    def _add(losses: dict[str, torch.Tensor], term, value) -> None:
+        if isinstance(value, dict):
+            for part, v in value.items():
+                losses[f"{term.key}_{part}"] = term.weight * v
+        elif value is not None:
+            losses[term.key] = term.weight * value
 
     def aug(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.augment, self.noise) if self.augment else x
@@ -175,7 +192,7 @@ class Trainer:
     def d_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         gan, B = self.gan, self.cfg.train.batch_size
         real_img, real_c = self.real_batch()
-        fake_c = self.sample_fake_c(B)
+        fake_c = real_c if self.text_conditioned else self.sample_fake_c(B)  # XMC-GAN: fakes from the real captions
         z = torch.randn(B, gan.G.z_dim, device=self.device, generator=self.noise)
         with self.autocast():
             with torch.no_grad():
@@ -183,11 +200,9 @@ class Trainer:
             real = gan.D(self.aug(real_img), real_c)
             fake = gan.D(self.aug(fake_img), fake_c)
             losses = {"adv": gan.adversarial.d(real.logits, fake.logits)}
-            batch = Batch(real_c=real_c, fake_c=fake_c)
+            batch = Batch(real_c=real_c, fake_c=fake_c, real_img=real_img, fake_img=fake_img)
             for term in gan.terms:
-                value = term.d_loss(gan.head(term), real, fake, batch)
-                if value is not None:
-                    losses[term.key] = term.weight * value
+                self._add(losses, term, term.d_loss(gan.head(term), real, fake, batch))
         total = sum(losses.values())
         self.opt_D.zero_grad(set_to_none=True)
         total.backward()
@@ -197,23 +212,24 @@ class Trainer:
     def g_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         gan, B = self.gan, self.cfg.train.batch_size
         needs_real = gan.adversarial.needs_real_in_g or any(t.needs_real_in_g for t in gan.terms)
-        fake_c = self.sample_fake_c(B)
+        real_img, real_c = self.real_batch() if self.text_conditioned else (None, None)
+        fake_c = real_c if self.text_conditioned else self.sample_fake_c(B)
         z = torch.randn(B, gan.G.z_dim, device=self.device, generator=self.noise)
+        if needs_real and real_img is None:
+            real_img, real_c = self.real_batch()
         gan.D.requires_grad_(False)  # gradients flow through D to G, D's own are not needed
         try:
             with self.autocast():
-                real, real_c = None, None
+                real = None
                 if needs_real:
-                    real_img, real_c = self.real_batch()
                     with torch.no_grad():
                         real = gan.D(self.aug(real_img), real_c)
-                fake = gan.D(self.aug(gan.G(z, fake_c)), fake_c)
+                fake_img = gan.G(z, fake_c)
+                fake = gan.D(self.aug(fake_img), fake_c)
                 losses = {"adv": gan.adversarial.g(real.logits if real is not None else None, fake.logits)}
-                batch = Batch(real_c=real_c, fake_c=fake_c)
+                batch = Batch(real_c=real_c, fake_c=fake_c, real_img=real_img, fake_img=fake_img)
                 for term in gan.terms:
-                    value = term.g_loss(gan.head(term), fake, real, batch)
-                    if value is not None:
-                        losses[term.key] = term.weight * value
+                    self._add(losses, term, term.g_loss(gan.head(term), fake, real, batch))
             total = sum(losses.values())
             self.opt_G.zero_grad(set_to_none=True)
             total.backward()
@@ -237,9 +253,33 @@ def _make_optimizer(params, lr: float, cfg: RunConfig, device: torch.device) -> 
     return torch.optim.Adam(params, lr=lr, betas=betas, eps=cfg.optim.eps, **kw)
 
 
-def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: Checkpoint | None) -> Trainer:
+def _setup_text(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: Checkpoint | None, opts: RunOptions):
+    """The text encoder (pretrained now, or the checkpoint's on --resume), the dataset's feature bank, and the
+    config with the image encoder of the image–image term resolved ('auto' → what is present)."""
+    from cgantool.nets.image_encoders import resolve_image_encoder
+    from cgantool.text.bank import TextBank
+    from cgantool.text.encoders import from_info
+    from cgantool.text.setup import prepare_text
+
+    if ckpt is not None:
+        stored = ckpt.data_info["text"]
+        encoder = from_info(stored, ckpt.tensors("text_encoder") if ckpt.has("text_encoder") else None).to(device)
+        bank = TextBank(data.captions or [], encoder, device)
+    else:
+        log = (lambda msg: opts.console.print(msg)) if opts.console is not None else None
+        encoder, bank = prepare_text(cfg, data, device, log)
+    xmc = cfg.loss.xmc
+    resolved = resolve_image_encoder(xmc.image_encoder if xmc.image_pretrained > 0 else "none")
+    if resolved != xmc.image_encoder:
+        loss = cfg.loss.model_copy(update={"xmc": xmc.model_copy(update={"image_encoder": resolved})})
+        cfg = cfg.model_copy(update={"loss": loss})
+    return encoder, bank, cfg
+
+
+def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: Checkpoint | None,
+                  data_info: dict[str, Any] | None = None) -> Trainer:
     torch.manual_seed(cfg.train.seed)  # weight init
-    gan = build_gan(cfg, data.info())
+    gan = build_gan(cfg, data_info or data.info())
     gan.G.to(device)
     gan.D.to(device)
     G_ema = make_ema(gan.G) if cfg.train.ema_decay > 0 else None
@@ -277,13 +317,20 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
     data_info = data.info()
     # Store 'auto' conditioning resolved, so the checkpoint says what was trained.
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"conditioning": resolve_conditioning(cfg, data_info)})})
-    t = build_trainer(cfg, data, device, ckpt)  # every config/data error is raised before the run dir is touched
+    text_encoder = None
+    if cfg.model.conditioning == "text":
+        text_encoder, bank, cfg = _setup_text(cfg, data, device, ckpt, opts)
+        data_info["text"] = text_encoder.info()
+    t = build_trainer(cfg, data, device, ckpt, data_info)  # every config/data error is raised before the run dir is touched
+    if text_encoder is not None:
+        t.text = bank
     tb = _tensorboard_writer(cfg)  # fails before the run dir is touched when tensorboard is missing
     evaluator = None
     if cfg.eval.every:
         from cgantool.eval.evaluate import TrainEvaluator
 
         evaluator = TrainEvaluator(cfg, data, device)  # a missing feature extractor fails now, not at step N
+        evaluator.text_encoder = text_encoder
     create_run_dir(opts)
     _write_text_atomic(opts.out / "config.toml", to_toml(config_to_dict(cfg)))
     run = opts.out
@@ -295,6 +342,13 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
     columns = min(t.gan.num_classes, 20) if t.gan.num_classes else 8
     grid_z = latents(tc.seed, range(8 * columns), t.gan.G.z_dim)
     grid_c = default_labels(8 * columns, columns) if t.gan.num_classes else None
+    if t.text is not None:  # one caption per column (the first caption of 8 different images)
+        rows = t.text.caption_rows(torch.arange(min(columns, len(data))))
+        columns = len(rows)
+        grid_z = latents(tc.seed, range(8 * columns), t.gan.G.z_dim)
+        grid_c = t.text.rows(rows.repeat(8))
+        _write_text_atomic(run / "samples" / "captions.txt", "".join(f"column {i + 1}: {t.text.texts[r]}\n"
+                                                                    for i, r in enumerate(rows.tolist())))
 
     def sample_grid(at: int) -> None:
         G = t.G_ema if t.G_ema is not None else t.gan.G
@@ -311,6 +365,8 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
         modules = {"G": t.gan.G, "D": t.gan.D}
         if t.G_ema is not None:
             modules["G_ema"] = t.G_ema
+        if text_encoder is not None and text_encoder.net is not None:
+            modules["text_encoder"] = text_encoder.net
         path = run / "checkpoints" / f"step_{at:07d}.safetensors"
         save_checkpoint(
             path, config=cfg, step=at, data_info=data_info, modules=modules,

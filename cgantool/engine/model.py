@@ -65,6 +65,8 @@ def build_gan(cfg: RunConfig, data_info: dict[str, Any]) -> GAN:
     if m.arch == "sngan":
         if class_term:
             d_kw["num_classes"] = 0
+    elif m.arch == "xmcgan":
+        d_kw["text_dim"] = _text_dim(data_info)
     else:
         d_kw["projection"] = num_classes > 0 and not class_term
     G = make_generator(cfg, data_info)
@@ -89,7 +91,16 @@ def make_generator(cfg: RunConfig, data_info: dict[str, Any]) -> nn.Module:
                               num_classes=_num_classes(cfg, data_info))
     if m.arch == "sngan":
         kw.update(self_attention=m.g_self_attention, upsample=m.upsample)
+    elif m.arch == "xmcgan":
+        kw["text_dim"] = _text_dim(data_info)
     return build_generator(m.arch, **kw)
+
+
+def _text_dim(data_info: dict[str, Any]) -> int:
+    if "text" not in data_info:
+        raise ConfigError("a text-to-image model needs its text encoder's description (data_info['text'])",
+                          hint="this checkpoint or run was not made by a text-conditional training run")
+    return int(data_info["text"]["dim"])
 
 
 def load_generator(ckpt, ema: bool = True, device: torch.device | str = "cpu") -> nn.Module:

@@ -118,8 +118,16 @@ def compute_metrics(real: np.ndarray, fake: np.ndarray, wanted: tuple[str, ...],
     return out
 
 
-def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extractor: Extractor | None = None) -> dict[str, Any]:
-    """Metrics of generator G against ``dataset``; class-balanced fake labels for conditional G."""
+def caption_of(dataset, i: int) -> str:
+    """The caption fake i of a text-to-image evaluation is generated from: image i mod N, its captions in turn."""
+    caps = dataset.captions[i % len(dataset)]
+    return caps[(i // len(dataset) + i) % len(caps)]
+
+
+def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extractor: Extractor | None = None,
+                       text_encoder=None) -> dict[str, Any]:
+    """Metrics of generator G against ``dataset``; class-balanced fake labels for conditional G; for a
+    text-to-image G (``text_encoder`` given) fake i is generated from :func:`caption_of` (dataset, i)."""
     from cgantool.sampling import default_labels, generate, latents
 
     start = time.perf_counter()
@@ -129,10 +137,20 @@ def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extracto
     labels = default_labels(n, num_classes)
     feats, probs, kept = [], [], []
     use_probe = _shapes_classes(dataset, num_classes)
+    if text_encoder is not None:
+        if dataset.captions is None:
+            raise DataError(f"a text-to-image model is evaluated on captioned data; '{dataset.source}' has none",
+                            hint="evaluate on the training data (drop --data) or a captions .jsonl / coco: source")
+        use_probe = _shapes_captions(dataset)
+        if use_probe:  # single-object shapes: every caption names the image's (colour, shape) = its class
+            labels = dataset.labels[torch.arange(n) % len(dataset)]
     for i in range(0, n, opts.batch_size):  # generate and extract in chunks: bounded memory for any N
         idx = range(i, min(i + opts.batch_size, n))
-        images = generate(G, latents(opts.seed, idx, G.z_dim), labels[i : idx.stop] if labels is not None else None,
-                          batch_size=opts.batch_size, device=opts.device)
+        if text_encoder is not None:
+            cond = text_encoder.encode([caption_of(dataset, j) for j in idx]).to("cpu")
+        else:
+            cond = labels[i : idx.stop] if labels is not None else None
+        images = generate(G, latents(opts.seed, idx, G.z_dim), cond, batch_size=opts.batch_size, device=opts.device)
         feats.append(extractor.features(images).numpy())
         if use_probe:
             kept.append(images)
@@ -168,6 +186,14 @@ def _shapes_classes(dataset, num_classes: int) -> bool:
     from cgantool.data.shapes import class_names
 
     return dataset.source == "shapes" and num_classes > 0 and dataset.class_names == class_names()
+
+
+def _shapes_captions(dataset) -> bool:
+    """The attribute probe reads text-to-image fakes of single-object shapes (captions name one object)."""
+    from cgantool.data.shapes import class_names
+
+    return (dataset.source == "shapes" and dataset.class_names == class_names() and dataset.labels is not None
+            and all(len(caps) and caps[0].count(" and ") == 0 for caps in dataset.captions[:100]))
 
 
 def load_folder_images(folder: Path, resolution: int | None = None) -> torch.Tensor:
@@ -221,6 +247,8 @@ class TrainEvaluator:
         self.dataset = dataset
         self.extractor = Extractor(self.opts)
 
+    text_encoder = None  # set by train() for text-to-image runs
+
     def __call__(self, G, num_classes: int) -> dict[str, float]:
-        result = evaluate_generator(G, num_classes, self.dataset, self.opts, self.extractor)
+        result = evaluate_generator(G, num_classes, self.dataset, self.opts, self.extractor, self.text_encoder)
         return {k: v for k, v in result["metrics"].items() if isinstance(v, float)}

@@ -34,12 +34,20 @@ def word_region_scores(regions: torch.Tensor, words: torch.Tensor, word_mask: to
     computed and discarded); every caption needs at least one real word.
     regions [B, R, D], words [B, T, D], word_mask [B, T] (True = real word) → [B, B]. Batched over all pairs.
     """
+    B_img, R, D = regions.shape
+    B_cap, T, _ = words.shape
     r = F.normalize(regions, dim=-1)
     w = F.normalize(words, dim=-1)
-    cos = torch.einsum("kjd,itd->kijt", r, w)  # [B_img, B_cap, R, T]
-    alpha = torch.softmax(rho1 * cos, dim=2)  # over regions
-    context = torch.einsum("kijt,kjd->kitd", alpha, r)  # [B_img, B_cap, T, D]
-    match = F.cosine_similarity(words.unsqueeze(0), context, dim=-1, eps=1e-8)  # [B_img, B_cap, T]
+    # cos[k, i, j, t] = n(r_kj) · n(w_it): one matmul over all pairs
+    cos = (r.reshape(B_img * R, D) @ w.reshape(B_cap * T, D).T).view(B_img, R, B_cap, T).permute(0, 2, 1, 3)
+    alpha = torch.softmax(rho1 * cos, dim=2)  # [B_img, B_cap, R, T], over regions
+    # cos(w_it, c_t) with c_t = sum_j alpha_j n(r_kj), without materialising c [B_img, B_cap, T, D]:
+    #   n(w)·c = sum_j alpha_j cos_j;   |c|^2 = alpha^T (r r^T) alpha
+    dot = (alpha * cos).sum(2)  # [B_img, B_cap, T]
+    gram = r @ r.transpose(1, 2)  # [B_img, R, R]
+    a = alpha.permute(0, 1, 3, 2).reshape(B_img, B_cap * T, R)  # [B_img, B_cap*T, R]
+    norm_sq = ((a @ gram) * a).sum(-1).view(B_img, B_cap, T)
+    match = dot / norm_sq.clamp_min(0).sqrt().clamp_min(1e-8)
     match = (rho2 * match).masked_fill(~word_mask.bool().unsqueeze(0), float("-inf"))
     return torch.logsumexp(match, dim=-1) / (rho2 * temperature)
 

@@ -10,6 +10,7 @@ from cgantool.nets.biggan import BigGANDiscriminator, BigGANGenerator
 from cgantool.nets.heads import Contrastive2CHeads, InfoMaxHeads
 from cgantool.nets.layers import DiscOutput
 from cgantool.nets.sngan import SNGANDiscriminator, SNGANGenerator
+from cgantool.nets.xmcgan import XMCDiscriminator, XMCGenerator
 from cgantool.registry import Registry
 
 GENERATORS: Registry[type[nn.Module]] = Registry("generator architecture")
@@ -18,6 +19,8 @@ GENERATORS.register("sngan")(SNGANGenerator)
 GENERATORS.register("biggan")(BigGANGenerator)
 DISCRIMINATORS.register("sngan")(SNGANDiscriminator)
 DISCRIMINATORS.register("biggan")(BigGANDiscriminator)
+GENERATORS.register("xmcgan")(XMCGenerator)
+DISCRIMINATORS.register("xmcgan")(XMCDiscriminator)
 
 
 def build_generator(arch: str, **kw: Any) -> nn.Module:
@@ -37,6 +40,6 @@ def supported_resolutions(arch: str) -> tuple[int, ...]:
 
 __all__ = [
     "DISCRIMINATORS", "GENERATORS", "BigGANDiscriminator", "BigGANGenerator", "Contrastive2CHeads", "DiscOutput",
-    "InfoMaxHeads", "SNGANDiscriminator", "SNGANGenerator", "build_discriminator", "build_generator",
+    "InfoMaxHeads", "SNGANDiscriminator", "SNGANGenerator", "XMCDiscriminator", "XMCGenerator", "build_discriminator", "build_generator",
     "supported_resolutions",
 ]

@@ -309,6 +309,7 @@ class DiscOutput:
     logits: torch.Tensor  # [B] adversarial logit (projection term included for a projection D)
     h: torch.Tensor  # [B, C] sum-pooled ReLU features after the last block (input of the final linear)
     local: torch.Tensor | None = None  # [B, C_l, H_l, W_l] output of all blocks but the last; None if absent
+    cond: torch.Tensor | None = None  # the projected condition when the D has one (XMC-GAN: Linear(sentence))
 
 
 def layout_error(arch: str, resolution: int, supported: tuple[int, ...]) -> ConfigError:

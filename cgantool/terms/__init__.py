@@ -2,7 +2,8 @@
 
 A preset picks one adversarial loss (``loss.adversarial``) and any contrastive terms, each switched on by a
 positive ``loss.<name>.weight``. A term may own heads that sit on the discriminator (trained with D) and
-returns *unweighted* losses; the engine weighs, sums, back-propagates and logs them under ``term.key``.
+returns *unweighted* losses (a tensor, or a dict of named parts); the engine weighs, sums, back-propagates and
+logs them under ``term.key`` (parts as ``{key}_{part}``).
 
 Adding a method = a loss function in ``cgantool.losses``, a config section in ``config.LossConfig``, a term
 class registered here, and a preset TOML.
@@ -31,10 +32,13 @@ class BuildContext:
 
 @dataclass
 class Batch:
-    """One step's conditioning: real labels and the labels the fakes were generated for (None = unconditional)."""
+    """One step's conditioning: real labels (or captions, ``TextCond``) and those the fakes were generated for
+    (None = unconditional), plus the images (as D saw them, before augmentation)."""
 
-    real_c: torch.Tensor | None
-    fake_c: torch.Tensor | None
+    real_c: Any
+    fake_c: Any
+    real_img: torch.Tensor | None = None
+    fake_img: torch.Tensor | None = None
 
 
 class Term:
@@ -73,4 +77,4 @@ def enabled_terms(loss_cfg: Any, ctx: BuildContext) -> list[Term]:
 
 
 # Every term module registers itself on import (after TERMS exists).
-from cgantool.terms import cond_2c, infomax  # noqa: E402,F401
+from cgantool.terms import cond_2c, infomax, xmc  # noqa: E402,F401
