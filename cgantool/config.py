@@ -119,7 +119,7 @@ class OptimConfig(_Section):
 
 class TrainConfig(_Section):
     steps: int = Field(100000, ge=1, description="Total number of G steps of the run.")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="Global batch: with N processes (torchrun) each trains on batch_size / N.")
     d_steps_per_g_step: int = Field(5, ge=1)
     seed: int = 0
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="EMA of G; 0 = off.")
@@ -132,6 +132,9 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(1000, ge=1)
     keep_last: int = Field(3, ge=1, description="step_*.safetensors files kept.")
     tensorboard: bool = Field(False, description="Also log scalars and sample grids to RUN/tensorboard (needs tensorboard).")
+    gather: bool = Field(True, description="Multi-process runs: losses see the global batch (all-gathered D outputs, "
+                         "local slice keeps its gradient); false = per-rank losses.")
+    sync_bn: bool = Field(False, description="Multi-process runs: BatchNorm statistics over the global batch.")
 
 
 class EvalConfig(_Section):

@@ -43,9 +43,13 @@ class RealBatches:
             count -= take
         return torch.cat(out)
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Returns (uint8 images [B, 3, R, R] on the device, labels [B] or None, dataset indices [B])."""
-        idx = self._indices(self.batch_size)
+    def next(self, rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Returns (uint8 images [B, 3, R, R] on the device, labels [B] or None, dataset indices [B]).
+
+        ``rows`` (data-parallel ranks): only these rows of the batch are read; the indices stay global.
+        """
+        all_idx = self._indices(self.batch_size)
+        idx = all_idx[rows] if rows is not None else all_idx
         if self._images.device == self.device:
             images = self._images[idx.to(self.device)]
         else:
@@ -53,7 +57,10 @@ class RealBatches:
             rows = torch.from_numpy(self._images.numpy()[sorted_idx.numpy()])
             images = rows[order.argsort()].to(self.device, non_blocking=True)
         labels = self._labels[idx.to(self._labels.device)] if self._labels is not None else None
-        return images, labels, idx
+        return images, labels, all_idx
+
+    def labels_of(self, idx: torch.Tensor) -> torch.Tensor | None:
+        return self._labels[idx.to(self._labels.device)] if self._labels is not None else None
 
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import shutil
 import signal
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from cgantool.config import RunConfig, config_to_dict, diff_configs, to_toml
 from cgantool.data import ImageDataset, load_dataset
 from cgantool.data.batches import RealBatches, to_float
 from cgantool.ema import make_ema, update_ema
+from cgantool.engine import dist as D_
+from cgantool.engine.dist import DistInfo
 from cgantool.engine.model import GAN, build_gan, resolve_conditioning
 from cgantool.errors import CgantoolError, ConfigError
 from cgantool.sampling import default_labels, generate, latents, save_grid
@@ -153,6 +155,7 @@ class Trainer:
     augment: list[str]
     hflip: bool
     text: Any = None  # TextBank of a text-to-image run: one caption per real image per step
+    dist: DistInfo = field(default_factory=DistInfo)
 
     @property
     def text_conditioned(self) -> bool:
@@ -163,19 +166,35 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
+    # Every draw is made for the global batch and sliced (engine/dist.py): N ranks = one process.
+
+    @property
+    def rows(self) -> slice | None:
+        return self.dist.local_slice(self.cfg.train.batch_size) if self.dist.enabled else None
+
     def sample_fake_c(self, n: int) -> torch.Tensor | None:
+        """Labels for the fakes of the global batch (all ranks draw the same; see ``local``)."""
         if self.gan.num_classes == 0:
             return None
         return torch.randint(self.gan.num_classes, (n,), device=self.device, generator=self.noise)
 
+    def sample_z(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.gan.G.z_dim, device=self.device, generator=self.noise)
+
+    def local(self, value):
+        return D_.slice_rows(value, self.dist)
+
     def real_batch(self) -> tuple[torch.Tensor, Any]:
-        """Real images in [-1, 1] and their condition: labels, one sampled caption each (TextCond), or None."""
-        images, labels, idx = self.reals.next()
-        x = to_float(images)  # [B, 3, R, R] in [-1, 1]
+        """Real images in [-1, 1] (this rank's rows) and the global batch's condition: labels, one sampled
+        caption each (TextCond), or None."""
+        images, labels, idx = self.reals.next(self.rows)
+        x = to_float(images)  # [b, 3, R, R] in [-1, 1]
         if self.hflip:
-            x = random_hflip(x, self.noise)
+            x = random_hflip(x, self.noise, self.rows, self.cfg.train.batch_size if self.dist.enabled else None)
         if self.text is not None:
             return x, self.text.sample(idx, self.noise)
+        if self.gan.num_classes and self.dist.enabled:
+            return x, self.reals.labels_of(idx)
         return x, (labels if self.gan.num_classes else None)
 
     @staticmethod
@@ -187,26 +206,47 @@ class Trainer:
             losses[term.key] = term.weight * value
 
     def aug(self, x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, self.augment, self.noise) if self.augment else x
+        if not self.augment:
+            return x
+        return diff_augment(x, self.augment, self.noise, self.rows, self.cfg.train.batch_size if self.dist.enabled else None)
+
+    def gathered(self, *values):
+        """The global batch for the losses (``train.gather``); local values otherwise."""
+        if self.dist.enabled and self.cfg.train.gather:
+            return tuple(D_.gather_any(v, self.dist) for v in values)
+        return values
+
+    def conds(self, real_c, fake_c):
+        """The conditions the losses see: global with gather, else this rank's rows."""
+        if self.dist.enabled and not self.cfg.train.gather:
+            return self.local(real_c), self.local(fake_c)
+        return real_c, fake_c
+
+    def step_optimizer(self, opt: torch.optim.Optimizer, total: torch.Tensor, params) -> None:
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        # gather: every rank computed the same global loss through its own slice → sum; else average
+        D_.all_reduce_grads(params, self.dist, average=not self.cfg.train.gather)
+        opt.step()
 
     def d_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         gan, B = self.gan, self.cfg.train.batch_size
         real_img, real_c = self.real_batch()
         fake_c = real_c if self.text_conditioned else self.sample_fake_c(B)  # XMC-GAN: fakes from the real captions
-        z = torch.randn(B, gan.G.z_dim, device=self.device, generator=self.noise)
+        z = self.sample_z(B)
         with self.autocast():
             with torch.no_grad():
-                fake_img = gan.G(z, fake_c)
-            real = gan.D(self.aug(real_img), real_c)
-            fake = gan.D(self.aug(fake_img), fake_c)
+                fake_img = gan.G(self.local(z), self.local(fake_c))
+            real = gan.D(self.aug(real_img), self.local(real_c))
+            fake = gan.D(self.aug(fake_img), self.local(fake_c))
+            real, fake, real_img_l, fake_img_l = self.gathered(real, fake, real_img, fake_img)
+            real_c, fake_c = self.conds(real_c, fake_c)
             losses = {"adv": gan.adversarial.d(real.logits, fake.logits)}
-            batch = Batch(real_c=real_c, fake_c=fake_c, real_img=real_img, fake_img=fake_img)
+            batch = Batch(real_c=real_c, fake_c=fake_c, real_img=real_img_l, fake_img=fake_img_l)
             for term in gan.terms:
                 self._add(losses, term, term.d_loss(gan.head(term), real, fake, batch))
         total = sum(losses.values())
-        self.opt_D.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt_D.step()
+        self.step_optimizer(self.opt_D, total, self.d_params)
         return losses, total
 
     def g_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -214,7 +254,7 @@ class Trainer:
         needs_real = gan.adversarial.needs_real_in_g or any(t.needs_real_in_g for t in gan.terms)
         real_img, real_c = self.real_batch() if self.text_conditioned else (None, None)
         fake_c = real_c if self.text_conditioned else self.sample_fake_c(B)
-        z = torch.randn(B, gan.G.z_dim, device=self.device, generator=self.noise)
+        z = self.sample_z(B)
         if needs_real and real_img is None:
             real_img, real_c = self.real_batch()
         gan.D.requires_grad_(False)  # gradients flow through D to G, D's own are not needed
@@ -223,20 +263,28 @@ class Trainer:
                 real = None
                 if needs_real:
                     with torch.no_grad():
-                        real = gan.D(self.aug(real_img), real_c)
-                fake_img = gan.G(z, fake_c)
-                fake = gan.D(self.aug(fake_img), fake_c)
+                        real = gan.D(self.aug(real_img), self.local(real_c))
+                fake_img = gan.G(self.local(z), self.local(fake_c))
+                fake = gan.D(self.aug(fake_img), self.local(fake_c))
+                real, fake, real_img_l, fake_img_l = self.gathered(real, fake, real_img, fake_img)
+                real_c, fake_c = self.conds(real_c, fake_c)
                 losses = {"adv": gan.adversarial.g(real.logits if real is not None else None, fake.logits)}
-                batch = Batch(real_c=real_c, fake_c=fake_c, real_img=real_img, fake_img=fake_img)
+                batch = Batch(real_c=real_c, fake_c=fake_c, real_img=real_img_l, fake_img=fake_img_l)
                 for term in gan.terms:
                     self._add(losses, term, term.g_loss(gan.head(term), fake, real, batch))
             total = sum(losses.values())
-            self.opt_G.zero_grad(set_to_none=True)
-            total.backward()
-            self.opt_G.step()
+            self.step_optimizer(self.opt_G, total, self.g_params)
         finally:
             gan.D.requires_grad_(True)
         return losses, total
+
+    @property
+    def d_params(self) -> list[torch.nn.Parameter]:
+        return list(self.gan.D.parameters())
+
+    @property
+    def g_params(self) -> list[torch.nn.Parameter]:
+        return list(self.gan.G.parameters())
 
     def set_lr(self, step: int) -> float:
         """Linear decay to 0 at train.steps (Mimicry), or constant. Returns the factor applied."""
@@ -277,11 +325,18 @@ def _setup_text(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: 
 
 
 def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: Checkpoint | None,
-                  data_info: dict[str, Any] | None = None) -> Trainer:
+                  data_info: dict[str, Any] | None = None, dist_info: DistInfo | None = None) -> Trainer:
+    dist_info = dist_info or DistInfo()
     torch.manual_seed(cfg.train.seed)  # weight init
     gan = build_gan(cfg, data_info or data.info())
     gan.G.to(device)
     gan.D.to(device)
+    if dist_info.enabled:
+        D_.broadcast_module(gan.G, dist_info)
+        D_.broadcast_module(gan.D, dist_info)
+        if cfg.train.sync_bn:
+            D_.sync_batchnorm(gan.G)
+            D_.sync_batchnorm(gan.D)
     G_ema = make_ema(gan.G) if cfg.train.ema_decay > 0 else None
     opt_G = _make_optimizer(gan.G.parameters(), cfg.optim.lr_g, cfg, device)
     opt_D = _make_optimizer(gan.D.parameters(), cfg.optim.lr_d, cfg, device)
@@ -302,6 +357,7 @@ def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt
     return Trainer(
         cfg=cfg, gan=gan, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, reals=reals, noise=noise, device=device,
         augment=parse_policy(cfg.train.diffaug), hflip=cfg.train.hflip and (data.hflip_safe or not text_conditioned),
+        dist=dist_info,
     )
 
 
@@ -310,8 +366,30 @@ def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt
 
 
 def train(cfg: RunConfig, opts: RunOptions) -> Path:
-    """Train (or resume) a run in ``opts.out``; returns the path of the last checkpoint."""
+    """Train (or resume) a run in ``opts.out``; returns the path of the last checkpoint.
+
+    Under torchrun (WORLD_SIZE > 1) every process runs this function as one rank (see engine/dist.py).
+    """
+    info = D_.from_env()
     device = resolve_device(opts.device)
+    if info.enabled and device.type == "cuda" and opts.device in ("auto", "cuda"):
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if info.enabled and cfg.train.batch_size % info.world:
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} is not divisible by the {info.world} processes",
+                          hint="train.batch_size is the global batch; choose a multiple of the number of processes")
+    D_.init(info, device)
+    try:
+        return _train(cfg, opts, device, info)
+    finally:
+        D_.shutdown()
+
+
+def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInfo) -> Path:
+    main = info.is_main
+    if not main:
+        opts = RunOptions(out=opts.out, device=opts.device, resume=opts.resume, force=opts.force, progress=False,
+                          console=None)
     cfg, ckpt = check_run_dir(cfg, opts)
     data = load_dataset(cfg.data)
     data_info = data.info()
@@ -319,20 +397,25 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"conditioning": resolve_conditioning(cfg, data_info)})})
     text_encoder = None
     if cfg.model.conditioning == "text":
+        if not main:
+            D_.barrier(info)  # rank 0 pretrains the builtin encoder into the cache first
         text_encoder, bank, cfg = _setup_text(cfg, data, device, ckpt, opts)
+        if main:
+            D_.barrier(info)
         data_info["text"] = text_encoder.info()
-    t = build_trainer(cfg, data, device, ckpt, data_info)  # every config/data error is raised before the run dir is touched
+    t = build_trainer(cfg, data, device, ckpt, data_info, info)  # every config/data error is raised before the run dir is touched
     if text_encoder is not None:
         t.text = bank
-    tb = _tensorboard_writer(cfg)  # fails before the run dir is touched when tensorboard is missing
+    tb = _tensorboard_writer(cfg) if main else None  # fails before the run dir is touched when tensorboard is missing
     evaluator = None
-    if cfg.eval.every:
+    if cfg.eval.every and main:
         from cgantool.eval.evaluate import TrainEvaluator
 
         evaluator = TrainEvaluator(cfg, data, device)  # a missing feature extractor fails now, not at step N
         evaluator.text_encoder = text_encoder
-    create_run_dir(opts)
-    _write_text_atomic(opts.out / "config.toml", to_toml(config_to_dict(cfg)))
+    if main:
+        create_run_dir(opts)
+        _write_text_atomic(opts.out / "config.toml", to_toml(config_to_dict(cfg)))
     run = opts.out
     step = ckpt.step if ckpt is not None else 0
     tc = cfg.train
@@ -347,8 +430,9 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
         columns = len(rows)
         grid_z = latents(tc.seed, range(8 * columns), t.gan.G.z_dim)
         grid_c = t.text.rows(rows.repeat(8))
-        _write_text_atomic(run / "samples" / "captions.txt", "".join(f"column {i + 1}: {t.text.texts[r]}\n"
-                                                                    for i, r in enumerate(rows.tolist())))
+        if main:
+            _write_text_atomic(run / "samples" / "captions.txt", "".join(f"column {i + 1}: {t.text.texts[r]}\n"
+                                                                        for i, r in enumerate(rows.tolist())))
 
     def sample_grid(at: int) -> None:
         G = t.G_ema if t.G_ema is not None else t.gan.G
@@ -394,17 +478,18 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
             step += 1
             pending.append({**{f"d/{k}": v.detach() for k, v in d_losses.items()},
                             **{f"g/{k}": v.detach() for k, v in g_losses.items()}})
-            stop = sigint["hit"] or step == tc.steps
+            hit = D_.any_true(info, sigint["hit"], device) if info.enabled else sigint["hit"]  # every rank stops together
+            stop = hit or step == tc.steps
             if step % tc.log_every == 0 or stop or step % tc.checkpoint_every == 0:
-                if bool(bad):  # the one host sync, once per log interval
+                if D_.any_true(info, bad, device):  # the one host sync, once per log interval
                     raise TrainingError(
                         f"a loss became NaN or inf before step {step}; the run stopped",
                         hint=f"the last good checkpoint is {last_path if last_path.exists() else 'none (none saved yet)'}; "
                         "lower the learning rates, or resume from it",
                     )
-                last_metrics = log.write(step, pending, lr_factor, cfg)
+                last_metrics = log.write(step, pending, lr_factor, cfg) if main else {}
                 pending = []
-            if step % tc.sample_every == 0 or step == tc.steps:
+            if main and (step % tc.sample_every == 0 or step == tc.steps):
                 sample_grid(step)
             evaluate_now = evaluator is not None and (step % cfg.eval.every == 0 or step == tc.steps)
             if evaluate_now:
@@ -414,10 +499,12 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
                 improved = scores.get("fid", math.inf) < best_fid
                 best_fid = min(best_fid, scores.get("fid", math.inf))
             if step % tc.checkpoint_every == 0 or stop or evaluate_now:
-                last_path = save(step, last_metrics)
-                if evaluate_now and improved:
-                    _link_last(last_path, name="best.safetensors")
-            if sigint["hit"] and step < tc.steps:
+                if main:
+                    last_path = save(step, last_metrics)
+                    if evaluate_now and improved:
+                        _link_last(last_path, name="best.safetensors")
+                D_.barrier(info)  # the checkpoint exists before any rank goes on (or exits)
+            if hit and step < tc.steps:
                 raise Interrupted(
                     f"interrupted at step {step}; checkpoint saved to {last_path}",
                     hint=f"resume with: cgantool train --out {run} --resume",
