@@ -1,6 +1,7 @@
 """Time full training steps (K D updates + 1 G update) of a preset with the engine's real step code.
 
     python benchmarks/train_throughput.py --preset sngan --resolution 32 --batch-size 64 --steps 10
+    torchrun --nproc-per-node 2 benchmarks/train_throughput.py ...   # data-parallel: --batch-size is global
 
 Prints a human summary to stderr and, as its last line on stdout, one JSON object with s_per_step (median),
 images_per_s (real images consumed by D per second), peak_mem_mb and, on CUDA, mfu.
@@ -38,7 +39,8 @@ def main() -> None:
     p.add_argument("--d-steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--steps", type=int, default=10, help="timed steps after warm-up")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--compile", action="store_true", help="reserved: torch.compile of the step functions")
+    p.add_argument("--compile", action="store_true", help="torch.compile G and D (the engine's --compile)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (the engine's --channels-last)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     args = p.parse_args()
@@ -50,9 +52,16 @@ def main() -> None:
     if args.d_steps:
         sets.append(f"train.d_steps_per_g_step={args.d_steps}")
     cfg = resolve_config(args.preset, sets=sets, flags={"data.resolution": args.resolution})
+    from cgantool.engine import dist
+
+    info = dist.from_env()
     device = resolve_device(args.device)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    dist.init(info, device)
     data = load_dataset(cfg.data)
-    t = build_trainer(cfg, data, device, None)
+    t = build_trainer(cfg, data, device, None, dist_info=info, compile=args.compile, channels_last=args.channels_last)
     k = cfg.train.d_steps_per_g_step
 
     def full_step():
@@ -81,7 +90,8 @@ def main() -> None:
         "g_params": sum(p.numel() for p in t.gan.G.parameters()),
         "d_params": sum(p.numel() for p in t.gan.D.parameters()),
         "device": str(device), "machine": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "world_size": info.world,
+        "compile": args.compile, "channels_last": args.channels_last,
         "s_per_step": round(s_per_step, 5),
         "images_per_s": round(args.batch_size * k / s_per_step, 2),
     }
@@ -98,7 +108,15 @@ def main() -> None:
         result["mfu"] = round(result["tflops"] / peak, 4) if peak else None
     else:
         result["peak_mem_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    print(f"{args.preset} {args.resolution}px batch {args.batch_size}: {s_per_step * 1000:.1f} ms/step, "
+    if info.enabled:  # the slowest rank sets the pace
+        t_max = torch.tensor([s_per_step], device=device)
+        torch.distributed.all_reduce(t_max, op=torch.distributed.ReduceOp.MAX)
+        result["s_per_step"] = round(float(t_max), 5)
+        result["images_per_s"] = round(args.batch_size * k / float(t_max), 2)
+        dist.shutdown()
+        if not info.is_main:
+            return
+    print(f"{args.preset} {args.resolution}px batch {args.batch_size}: {result['s_per_step'] * 1000:.1f} ms/step, "
           f"{result['images_per_s']:.1f} img/s, peak {result['peak_mem_mb']} MB", file=sys.stderr)
     print(json.dumps(result))
 

@@ -27,7 +27,12 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run directory."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile G and D (worth it on GPUs; slow start)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory format (measure first: "
+                                       "benchmarks/train_throughput.py --channels-last)."),
 ) -> None:
+    import os
+
     from cgantool.config import resolve_config
     from cgantool.data import parse_source
     from cgantool.engine.loop import RunOptions
@@ -56,12 +61,18 @@ def train(
         )
     else:
         cfg = resolve_config(preset or "sngan", config, set_, flags)
+    rank = int(os.environ.get("RANK", "0"))
+    if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise CgantoolError("multi-process runs need an explicit --out", hint="e.g. torchrun ... -m cgantool train --out runs/x")
     if out is None:
         out = Path("runs") / f"{cfg.preset}-{Path(cfg.data.source).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    err_console.print(f"[bold]cgantool train[/] preset [cyan]{cfg.preset}[/] on [cyan]{cfg.data.source}[/] "
-                      f"({cfg.data.resolution} px) → {out}")
+    if rank == 0:
+        err_console.print(f"[bold]cgantool train[/] preset [cyan]{cfg.preset}[/] on [cyan]{cfg.data.source}[/] "
+                          f"({cfg.data.resolution} px) → {out}")
     last = run_train(cfg, RunOptions(out=out, device=device, resume=resume, force=force, progress=progress,
-                                     console=err_console))
+                                     console=err_console, compile=compile_, channels_last=channels_last))
+    if rank != 0:
+        return
     err_console.print(f"done: checkpoint {last}")
     err_console.print(f"      samples    {out / 'samples'}")
     err_console.print(f"      metrics    {out / 'metrics.jsonl'}")

@@ -53,6 +53,8 @@ class RunOptions:
     force: bool = False
     progress: bool = True
     console: Any = None  # rich Console on stderr
+    compile: bool = False  # torch.compile G and D (in place: checkpoints keep their keys)
+    channels_last: bool = False  # NHWC memory format for G, D and the image batches
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -156,6 +158,7 @@ class Trainer:
     hflip: bool
     text: Any = None  # TextBank of a text-to-image run: one caption per real image per step
     dist: DistInfo = field(default_factory=DistInfo)
+    channels_last: bool = False
 
     @property
     def text_conditioned(self) -> bool:
@@ -189,6 +192,8 @@ class Trainer:
         caption each (TextCond), or None."""
         images, labels, idx = self.reals.next(self.rows)
         x = to_float(images)  # [b, 3, R, R] in [-1, 1]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.hflip:
             x = random_hflip(x, self.noise, self.rows, self.cfg.train.batch_size if self.dist.enabled else None)
         if self.text is not None:
@@ -325,7 +330,8 @@ def _setup_text(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: 
 
 
 def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: Checkpoint | None,
-                  data_info: dict[str, Any] | None = None, dist_info: DistInfo | None = None) -> Trainer:
+                  data_info: dict[str, Any] | None = None, dist_info: DistInfo | None = None,
+                  compile: bool = False, channels_last: bool = False) -> Trainer:
     dist_info = dist_info or DistInfo()
     torch.manual_seed(cfg.train.seed)  # weight init
     gan = build_gan(cfg, data_info or data.info())
@@ -354,10 +360,16 @@ def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt
     reals = RealBatches(data, cfg.train.batch_size, seed=cfg.train.seed, device=device, position=position)
     # A flip would contradict captions naming left/right: only text-conditioned models read captions.
     text_conditioned = cfg.model.conditioning == "text"
+    if channels_last:
+        for m in (gan.G, gan.D) + ((G_ema,) if G_ema is not None else ()):
+            m.to(memory_format=torch.channels_last)
+    if compile:
+        gan.G.compile()  # nn.Module.compile: in place, state_dict keys unchanged
+        gan.D.compile()
     return Trainer(
         cfg=cfg, gan=gan, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, reals=reals, noise=noise, device=device,
         augment=parse_policy(cfg.train.diffaug), hflip=cfg.train.hflip and (data.hflip_safe or not text_conditioned),
-        dist=dist_info,
+        dist=dist_info, channels_last=channels_last,
     )
 
 
@@ -389,7 +401,7 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
     main = info.is_main
     if not main:
         opts = RunOptions(out=opts.out, device=opts.device, resume=opts.resume, force=opts.force, progress=False,
-                          console=None)
+                          console=None, compile=opts.compile, channels_last=opts.channels_last)
     cfg, ckpt = check_run_dir(cfg, opts)
     data = load_dataset(cfg.data)
     data_info = data.info()
@@ -403,7 +415,8 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
         if main:
             D_.barrier(info)
         data_info["text"] = text_encoder.info()
-    t = build_trainer(cfg, data, device, ckpt, data_info, info)  # every config/data error is raised before the run dir is touched
+    t = build_trainer(cfg, data, device, ckpt, data_info, info, compile=opts.compile, channels_last=opts.channels_last)
+    # (every config/data error is raised above, before the run dir is touched)
     if text_encoder is not None:
         t.text = bank
     tb = _tensorboard_writer(cfg) if main else None  # fails before the run dir is touched when tensorboard is missing
