@@ -71,6 +71,15 @@ class Extractor:
                             hint="drop --is, or use the Inception extractor (no --feature-extractor)")
 
 
+    @torch.no_grad()
+    def features_and_probs(self, images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both at once: one Inception pass when the network gives features and logits together."""
+        if hasattr(self.fn, "features_and_logits"):
+            feats, logits = self.fn.features_and_logits(images_u8.to(self.opts.device))
+            return feats.float().cpu(), torch.softmax(logits.double(), dim=1).cpu()
+        return self.features(images_u8), self.probs(images_u8)
+
+
 def _batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int) -> np.ndarray:
     return torch.cat([fn(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]).numpy()
 
@@ -151,11 +160,14 @@ def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extracto
         else:
             cond = labels[i : idx.stop] if labels is not None else None
         images = generate(G, latents(opts.seed, idx, G.z_dim), cond, batch_size=opts.batch_size, device=opts.device)
-        feats.append(extractor.features(images).numpy())
+        if "is" in opts.metrics:
+            f, pr = extractor.features_and_probs(images)
+            feats.append(f.numpy())
+            probs.append(pr.numpy())
+        else:
+            feats.append(extractor.features(images).numpy())
         if use_probe:
             kept.append(images)
-        if "is" in opts.metrics:
-            probs.append(extractor.probs(images).numpy())
     fake = np.concatenate(feats)
     result = compute_metrics(real["features"], fake, opts.metrics, np.concatenate(probs) if probs else None, opts.seed)
     if use_probe:
