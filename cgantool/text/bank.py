@@ -1,6 +1,7 @@
 """The text features of a dataset, computed once: every distinct caption encoded one time, kept on the
 training device (words in fp16), and cached on disk keyed by the captions and the encoder's fingerprint.
-A training step only gathers rows (one random caption per image)."""
+A training step only gathers rows (one random caption per image). Banks over 2 GB (COCO with BERT: ~10 GB)
+stay in host memory and only the rows of a batch travel to the device."""
 
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ class TextBank:
         self.counts = torch.tensor(counts, dtype=torch.int64, device=device)
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.int64, device=device), self.counts.cumsum(0)[:-1]])
         feats = self._load_or_encode(texts, encoder, cache)
-        self.sentence = feats["sentence"].to(device, torch.float32)
-        self.words = feats["words"].to(device, torch.float16)
-        self.lengths = feats["lengths"].to(device)
+        big = feats["words"].numel() * 2 > 2 * 1024**3
+        self.store = torch.device("cpu") if big else device
+        self.sentence = feats["sentence"].to(self.store, torch.float32)
+        self.words = feats["words"].to(self.store, torch.float16)
+        self.lengths = feats["lengths"].to(self.store)
         self.texts = texts
 
     @staticmethod
@@ -52,11 +55,12 @@ class TextBank:
         return feats
 
     def rows(self, rows: torch.Tensor) -> TextCond:
-        rows = rows.to(self.device)
-        lengths = self.lengths[rows]
+        rows = rows.to(self.store)
+        lengths = self.lengths[rows].to(self.device)
         T = int(self.words.shape[1])
         mask = torch.arange(T, device=self.device)[None] < lengths[:, None]
-        return TextCond(sentence=self.sentence[rows], words=self.words[rows].float(), mask=mask)
+        return TextCond(sentence=self.sentence[rows].to(self.device), words=self.words[rows].to(self.device).float(),
+                        mask=mask)
 
     def sample(self, image_idx: torch.Tensor, generator: torch.Generator) -> TextCond:
         """One caption per image, drawn uniformly from its captions with ``generator`` (on the device)."""
