@@ -364,3 +364,25 @@ def test_eval_of_text_model_reports_caption_alignment(xmc_run, runner):
     m = json.loads(r.stdout[r.stdout.index("{"):])["metrics"]
     assert 0 <= m["attribute_accuracy"] <= 1 and m["attribute_accuracy_real"] > 0.8
     assert math.isfinite(m["fid"])
+
+
+def test_xmcgan_trains_on_a_captions_jsonl_with_several_captions_per_image(runner, tmp_path):
+    from PIL import Image
+
+    from cgantool.checkpoint import load_checkpoint
+
+    lines = []
+    for i, (colour, rgb) in enumerate([("red", (220, 30, 30)), ("blue", (30, 60, 220))] * 4):
+        Image.new("RGB", (20, 20), rgb).save(tmp_path / f"{i}.png")
+        lines += [json.dumps({"file": f"{i}.png", "caption": f"a {colour} square"}),
+                  json.dumps({"file": f"{i}.png", "caption": f"something {colour} on the left"})]
+    (tmp_path / "caps.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    r = invoke(runner, "train", "--preset", "xmcgan", "--data", tmp_path / "caps.jsonl", "--steps", "2", "--batch-size",
+               "4", "--out", out, "--no-progress", "--device", "cpu", *XMC_TINY, "--set", "data.resolution=16")
+    assert r.exit_code == 0, r.output
+    ckpt = load_checkpoint(out / "checkpoints" / "last.safetensors")
+    assert set(ckpt.data_info["text"]["vocab"]) == {"a", "red", "blue", "square", "something", "on", "the", "left"}
+    r = invoke(runner, "sample", out / "checkpoints" / "last.safetensors", "--prompt", "a blue square", "-n", "2",
+               "--out", tmp_path / "s")
+    assert r.exit_code == 0, r.output
