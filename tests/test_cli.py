@@ -84,6 +84,24 @@ def test_resume_equals_uninterrupted(runner, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
 
 
+def test_channels_last_is_a_runtime_option(runner, tmp_path):
+    """--channels-last changes the memory layout only: same losses, same checkpoint keys, plain G loads it."""
+    from cgantool.checkpoint import load_checkpoint
+    from cgantool.engine.model import load_generator
+
+    common = ["--preset", "sngan", "--data", "shapes:16", "--batch-size", "4", "--no-progress", "--device", "cpu", *TINY,
+              "--steps", "2", "--set", "train.log_every=1"]
+    assert invoke(runner, "train", *common, "--out", tmp_path / "a").exit_code == 0
+    r = invoke(runner, "train", *common, "--channels-last", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    rows = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in "ab"]
+    for ra, rb in zip(*rows):
+        assert rb["d/adv"] == pytest.approx(ra["d/adv"], rel=1e-4) and rb["g/adv"] == pytest.approx(ra["g/adv"], rel=1e-4)
+    ckpt = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.safetensors")
+    assert ckpt.tensors("G").keys() == load_checkpoint(tmp_path / "a" / "checkpoints" / "last.safetensors").tensors("G").keys()
+    load_generator(ckpt)
+
+
 def test_resume_refuses_a_changed_config(tiny_run, runner):
     result = invoke(runner, "train", "--out", tiny_run, "--resume", "--preset", "sngan", "--data", "shapes:16",
                     "--set", "optim.lr_g=0.5", "--no-progress")
