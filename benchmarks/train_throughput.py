@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="torch.compile G and D (the engine's --compile)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (the engine's --channels-last)")
+    p.add_argument("--reuse-fake", action="store_true", help="train.reuse_fake = true (changes the recipe)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     args = p.parse_args()
@@ -49,6 +50,8 @@ def main() -> None:
 
     sets = [f"model.g_channels={args.g_channels}", f"model.d_channels={args.d_channels}",
             f"train.batch_size={args.batch_size}", "data.num_images=2048"]
+    if args.reuse_fake:
+        sets.append("train.reuse_fake=true")
     if args.d_steps:
         sets.append(f"train.d_steps_per_g_step={args.d_steps}")
     cfg = resolve_config(args.preset, sets=sets, flags={"data.resolution": args.resolution})
@@ -65,8 +68,8 @@ def main() -> None:
     k = cfg.train.d_steps_per_g_step
 
     def full_step():
-        for _ in range(k):
-            t.d_step()
+        for i in range(k):
+            t.d_step(keep_fake=args.reuse_fake and i == k - 1)
         t.g_step()
 
     def sync():
@@ -91,7 +94,7 @@ def main() -> None:
         "d_params": sum(p.numel() for p in t.gan.D.parameters()),
         "device": str(device), "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "world_size": info.world,
-        "compile": args.compile, "channels_last": args.channels_last,
+        "compile": args.compile, "channels_last": args.channels_last, "reuse_fake": args.reuse_fake,
         "s_per_step": round(s_per_step, 5),
         "images_per_s": round(args.batch_size * k / s_per_step, 2),
     }

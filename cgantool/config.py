@@ -135,6 +135,8 @@ class TrainConfig(_Section):
     gather: bool = Field(True, description="Multi-process runs: losses see the global batch (all-gathered D outputs, "
                          "local slice keeps its gradient); false = per-rank losses.")
     sync_bn: bool = Field(False, description="Multi-process runs: BatchNorm statistics over the global batch.")
+    reuse_fake: bool = Field(False, description="The G step reuses the last D step's fakes (one G forward fewer per "
+                             "step; changes the recipe: G is trained on fakes D has just been updated against).")
 
 
 class EvalConfig(_Section):

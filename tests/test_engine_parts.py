@@ -97,3 +97,24 @@ def test_registry_suggests_names():
     with pytest.raises(ConfigError) as e:
         reg.get("alpah")
     assert "did you mean 'alpha'" in e.value.hint and "alpha, beta" in e.value.hint
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_reuse_fake_saves_one_generator_forward_and_still_trains_g(reuse):
+    from cgantool.config import resolve_config
+    from cgantool.data import load_dataset
+    from cgantool.engine.loop import build_trainer
+
+    cfg = resolve_config("sngan", sets=["model.g_channels=8", "model.d_channels=8", "data.num_images=64",
+                                        "train.batch_size=4", "train.d_steps_per_g_step=2",
+                                        f"train.reuse_fake={str(reuse).lower()}"], flags={"data.resolution": 16})
+    t = build_trainer(cfg, load_dataset(cfg.data), torch.device("cpu"), None)
+    calls = []
+    t.gan.G.register_forward_hook(lambda m, i, o: calls.append(o.requires_grad))
+    before = [p.detach().clone() for p in t.gan.G.parameters()]
+    for i in range(2):
+        t.d_step(keep_fake=reuse and i == 1)
+    t.g_step()
+    assert calls == ([False, True] if reuse else [False, False, True])
+    assert any(not torch.equal(a, p) for a, p in zip(before, t.gan.G.parameters()))  # G was updated
+    assert t._kept is None

@@ -159,6 +159,7 @@ class Trainer:
     text: Any = None  # TextBank of a text-to-image run: one caption per real image per step
     dist: DistInfo = field(default_factory=DistInfo)
     channels_last: bool = False
+    _kept: Any = field(default=None, repr=False)  # train.reuse_fake: fakes of the last D step for the G step
 
     @property
     def text_conditioned(self) -> bool:
@@ -234,14 +235,19 @@ class Trainer:
         D_.all_reduce_grads(params, self.dist, average=not self.cfg.train.gather)
         opt.step()
 
-    def d_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def d_step(self, keep_fake: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One D update. ``keep_fake`` (train.reuse_fake, last D step of a full step): G runs with gradients
+        and the G step reuses these fakes instead of a new G forward."""
         gan, B = self.gan, self.cfg.train.batch_size
         real_img, real_c = self.real_batch()
         fake_c = real_c if self.text_conditioned else self.sample_fake_c(B)  # XMC-GAN: fakes from the real captions
         z = self.sample_z(B)
         with self.autocast():
-            with torch.no_grad():
+            with torch.set_grad_enabled(keep_fake):
                 fake_img = gan.G(self.local(z), self.local(fake_c))
+            if keep_fake:
+                self._kept = (fake_img, fake_c, real_img, real_c)
+                fake_img = fake_img.detach()
             real = gan.D(self.aug(real_img), self.local(real_c))
             fake = gan.D(self.aug(fake_img), self.local(fake_c))
             real, fake, real_img_l, fake_img_l = self.gathered(real, fake, real_img, fake_img)
@@ -257,11 +263,15 @@ class Trainer:
     def g_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         gan, B = self.gan, self.cfg.train.batch_size
         needs_real = gan.adversarial.needs_real_in_g or any(t.needs_real_in_g for t in gan.terms)
-        real_img, real_c = self.real_batch() if self.text_conditioned else (None, None)
-        fake_c = real_c if self.text_conditioned else self.sample_fake_c(B)
-        z = self.sample_z(B)
-        if needs_real and real_img is None:
-            real_img, real_c = self.real_batch()
+        kept, self._kept = self._kept, None
+        if kept is not None:  # train.reuse_fake: the last D step's fakes (and their reals), graph attached
+            fake_img, fake_c, real_img, real_c = kept
+        else:
+            real_img, real_c = self.real_batch() if self.text_conditioned else (None, None)
+            fake_c = real_c if self.text_conditioned else self.sample_fake_c(B)
+            z = self.sample_z(B)
+            if needs_real and real_img is None:
+                real_img, real_c = self.real_batch()
         gan.D.requires_grad_(False)  # gradients flow through D to G, D's own are not needed
         try:
             with self.autocast():
@@ -269,7 +279,8 @@ class Trainer:
                 if needs_real:
                     with torch.no_grad():
                         real = gan.D(self.aug(real_img), self.local(real_c))
-                fake_img = gan.G(self.local(z), self.local(fake_c))
+                if kept is None:
+                    fake_img = gan.G(self.local(z), self.local(fake_c))
                 fake = gan.D(self.aug(fake_img), self.local(fake_c))
                 real, fake, real_img_l, fake_img_l = self.gathered(real, fake, real_img, fake_img)
                 real_c, fake_c = self.conds(real_c, fake_c)
@@ -481,8 +492,8 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
     with _sigint_flag() as sigint, log:
         while step < tc.steps:
             lr_factor = t.set_lr(step)
-            for _ in range(tc.d_steps_per_g_step):
-                d_losses, d_total = t.d_step()
+            for i in range(tc.d_steps_per_g_step):
+                d_losses, d_total = t.d_step(keep_fake=tc.reuse_fake and i == tc.d_steps_per_g_step - 1)
                 bad |= ~torch.isfinite(d_total)
             g_losses, g_total = t.g_step()
             bad |= ~torch.isfinite(g_total)
