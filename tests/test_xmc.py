@@ -285,8 +285,11 @@ def xmc_run(tmp_path_factory, runner):
     return out
 
 
-def test_xmc_run_writes_text_encoder_and_captions(xmc_run):
+def test_xmc_run_writes_text_encoder_and_captions(xmc_run, runner):
     from cgantool.checkpoint import load_checkpoint
+
+    r = invoke(runner, "info", xmc_run / "checkpoints" / "last.safetensors")
+    assert r.exit_code == 0 and "text encoder builtin, 32-d" in r.output
 
     ckpt = load_checkpoint(xmc_run / "checkpoints" / "last.safetensors")
     info = ckpt.data_info["text"]

@@ -45,10 +45,17 @@ def info(
         f"[bold]preset[/]       {ckpt.preset}",
         f"[bold]step[/]         {ckpt.step} of {ckpt.config.train.steps}",
         f"[bold]resolution[/]   {doc['resolution']} px",
-        f"[bold]conditioning[/] {doc['conditioning']}" + (f" ({len(classes)} classes: {', '.join(classes[:8])}{' ...' if len(classes) > 8 else ''})" if doc["conditioning"] == "class" else ""),
+        f"[bold]conditioning[/] {doc['conditioning']}" + (f" ({len(classes)} classes: {', '.join(classes[:8])}{' ...' if len(classes) > 8 else ''})" if doc["conditioning"] == "class" else "")
+        + (_text_summary(ckpt.data_info.get("text", {})) if doc["conditioning"] == "text" else ""),
         f"[bold]data[/]         {ckpt.data_info.get('source')} ({ckpt.data_info.get('num_images')} images)",
         f"[bold]EMA[/]          {'yes' if doc['ema'] else 'no'}",
         f"[bold]metrics[/]      " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ckpt.metrics.items()),
         f"[bold]version[/]      cgantool {ckpt.version}",
     ]
     Console().print(Panel("\n".join(lines), title=str(checkpoint), expand=False), highlight=False)
+
+
+def _text_summary(text: dict) -> str:
+    """' (text encoder builtin, 256-d, 33-word vocabulary)' for the info panel."""
+    vocab = f", {len(text['vocab'])}-word vocabulary" if "vocab" in text else ""
+    return f" (text encoder {text.get('encoder', '?')}, {text.get('dim', '?')}-d{vocab})"
