@@ -42,6 +42,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile G and D (the engine's --compile)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (the engine's --channels-last)")
     p.add_argument("--reuse-fake", action="store_true", help="train.reuse_fake = true (changes the recipe)")
+    p.add_argument("--set", action="append", default=[], help="any config key=value (repeatable)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     args = p.parse_args()
@@ -52,6 +53,7 @@ def main() -> None:
             f"train.batch_size={args.batch_size}", "data.num_images=2048"]
     if args.reuse_fake:
         sets.append("train.reuse_fake=true")
+    sets += args.set
     if args.d_steps:
         sets.append(f"train.d_steps_per_g_step={args.d_steps}")
     cfg = resolve_config(args.preset, sets=sets, flags={"data.resolution": args.resolution})
@@ -64,7 +66,16 @@ def main() -> None:
         torch.cuda.set_device(device)
     dist.init(info, device)
     data = load_dataset(cfg.data)
-    t = build_trainer(cfg, data, device, None, dist_info=info, compile=args.compile, channels_last=args.channels_last)
+    info_d = data.info()
+    bank = None
+    if cfg.model.conditioning == "text":  # text-to-image: the encoder and caption features, as train() does
+        from cgantool.text.setup import prepare_text
+
+        encoder, bank = prepare_text(cfg, data, device)
+        info_d["text"] = encoder.info()
+    t = build_trainer(cfg, data, device, None, info_d, dist_info=info, compile=args.compile,
+                      channels_last=args.channels_last)
+    t.text = bank
     k = cfg.train.d_steps_per_g_step
 
     def full_step():

@@ -91,7 +91,7 @@ def test_channels_last_is_a_runtime_option(runner, tmp_path):
 
     common = ["--preset", "sngan", "--data", "shapes:16", "--batch-size", "4", "--no-progress", "--device", "cpu", *TINY,
               "--steps", "2", "--set", "train.log_every=1"]
-    assert invoke(runner, "train", *common, "--out", tmp_path / "a").exit_code == 0
+    assert invoke(runner, "train", *common, "--no-channels-last", "--out", tmp_path / "a").exit_code == 0
     r = invoke(runner, "train", *common, "--channels-last", "--out", tmp_path / "b")
     assert r.exit_code == 0, r.output
     rows = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in "ab"]
