@@ -158,7 +158,7 @@ class Trainer:
     hflip: bool
     text: Any = None  # TextBank of a text-to-image run: one caption per real image per step
     dist: DistInfo = field(default_factory=DistInfo)
-    channels_last: bool = False
+    channels_last: bool = False  # NHWC images (G and D were converted by build_trainer)
     _kept: Any = field(default=None, repr=False)  # train.reuse_fake: fakes of the last D step for the G step
 
     @property
@@ -175,6 +175,10 @@ class Trainer:
     @property
     def rows(self) -> slice | None:
         return self.dist.local_slice(self.cfg.train.batch_size) if self.dist.enabled else None
+
+    @property
+    def total_rows(self) -> int | None:
+        return self.cfg.train.batch_size if self.dist.enabled else None
 
     def sample_fake_c(self, n: int) -> torch.Tensor | None:
         """Labels for the fakes of the global batch (all ranks draw the same; see ``local``)."""
@@ -196,7 +200,7 @@ class Trainer:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.hflip:
-            x = random_hflip(x, self.noise, self.rows, self.cfg.train.batch_size if self.dist.enabled else None)
+            x = random_hflip(x, self.noise, self.rows, self.total_rows)
         if self.text is not None:
             return x, self.text.sample(idx, self.noise)
         if self.gan.num_classes and self.dist.enabled:
@@ -214,7 +218,7 @@ class Trainer:
     def aug(self, x: torch.Tensor) -> torch.Tensor:
         if not self.augment:
             return x
-        return diff_augment(x, self.augment, self.noise, self.rows, self.cfg.train.batch_size if self.dist.enabled else None)
+        return diff_augment(x, self.augment, self.noise, self.rows, self.total_rows)
 
     def gathered(self, *values):
         """The global batch for the losses (``train.gather``); local values otherwise."""
