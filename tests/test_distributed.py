@@ -15,7 +15,8 @@ from tests.conftest import invoke
 ARGS = ["--preset", "infomax-gan", "--data", "shapes:16", "--batch-size", "8", "--device", "cpu", "--no-progress",
         "--set", "model.g_channels=8", "--set", "model.d_channels=8", "--set", "data.num_images=64",
         "--set", "train.sync_bn=true", "--set", "train.log_every=1", "--set", "train.d_steps_per_g_step=2",
-        "--set", "optim.lr_decay=none", "--set", "train.checkpoint_every=2", "--set", "train.diffaug=color,translation"]
+        "--set", "optim.lr_decay=none", "--set", "train.checkpoint_every=2", "--set", "train.diffaug=color,translation",
+        "--no-channels-last"]
 
 
 def _torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
