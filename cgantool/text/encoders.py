@@ -63,8 +63,9 @@ class TextEncoder:
     net: nn.Module | None = None  # weights stored in the checkpoint (builtin only)
 
     def to(self, device) -> TextEncoder:
-        if self.net is not None:
-            self.net.to(device)
+        module = self.net if self.net is not None else getattr(self, "model", None)  # builtin net / library model
+        if module is not None:
+            module.to(device)
         self.device = torch.device(device)
         return self
 
@@ -133,11 +134,6 @@ class MiniLMText(TextEncoder):
         self.model.max_seq_length = max_words
         self.device = torch.device("cpu")
 
-    def to(self, device) -> TextEncoder:
-        self.model.to(device)
-        self.device = torch.device(device)
-        return self
-
     @torch.no_grad()
     def _encode(self, texts: list[str]) -> TextCond:
         preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize  # renamed in v6
@@ -173,11 +169,6 @@ class HFText(TextEncoder):
             ) from None
         self.dim = int(self.model.config.hidden_size)
         self.device = torch.device("cpu")
-
-    def to(self, device) -> TextEncoder:
-        self.model.to(device)
-        self.device = torch.device(device)
-        return self
 
     @torch.no_grad()
     def _encode(self, texts: list[str]) -> TextCond:
