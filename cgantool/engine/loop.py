@@ -508,7 +508,10 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
             step += 1
             pending.append({**{f"d/{k}": v.detach() for k, v in d_losses.items()},
                             **{f"g/{k}": v.detach() for k, v in g_losses.items()}})
-            hit = D_.any_true(info, sigint["hit"], device) if info.enabled else sigint["hit"]  # every rank stops together
+            hit = sigint["hit"]
+            if info.enabled:  # ranks agree on Ctrl-C at log boundaries only: no collective (host sync) per step
+                boundary = step % tc.log_every == 0 or step % tc.checkpoint_every == 0 or step == tc.steps
+                hit = boundary and D_.any_true(info, hit, device)
             stop = hit or step == tc.steps
             if step % tc.log_every == 0 or stop or step % tc.checkpoint_every == 0:
                 if D_.any_true(info, bad, device):  # the one host sync, once per log interval
