@@ -81,22 +81,28 @@ def prompt_walk(G, z: torch.Tensor, text, positions: list[tuple[int, int, float]
 
 
 def write_frames(frames_u8: torch.Tensor, out: Path, fps: int) -> str:
-    """frames [T, R, 3, H, W] uint8 → animated GIF (R images stacked per frame), PNG strip (R rows × T), or DIR."""
+    """frames [T, R, 3, H, W] uint8 → animated GIF (R images stacked per frame), PNG strip (R rows × T), or DIR.
+
+    GIF and strip show images under 64 px enlarged (``sampling.grid_scale``); DIR frames keep the resolution.
+    """
     from PIL import Image
     from torchvision.utils import make_grid
 
     from cgantool.checkpoint import atomic_write
 
+    from cgantool.sampling import enlarge
+
     T, R = frames_u8.shape[:2]
     suffix = out.suffix.lower()
+    shown = enlarge(frames_u8)  # GIFs and strips of small images are enlarged like sample grids
     if suffix == ".gif":
-        images = [Image.fromarray(make_grid(frames_u8[t], nrow=1, padding=0).permute(1, 2, 0).numpy()) for t in range(T)]
+        images = [Image.fromarray(make_grid(shown[t], nrow=1, padding=0).permute(1, 2, 0).numpy()) for t in range(T)]
         duration = max(1, round(1000 / fps))
         atomic_write(out, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                                       duration=duration, loop=0, disposal=1))
         return f"{T}-frame GIF at {fps} fps"
     if suffix == ".png":
-        strip = frames_u8.transpose(0, 1).reshape(T * R, *frames_u8.shape[2:])  # row r = walk r
+        strip = shown.transpose(0, 1).reshape(T * R, *shown.shape[2:])  # row r = walk r
         grid = make_grid(strip, nrow=T, padding=1)
         atomic_write(out, lambda tmp: Image.fromarray(grid.permute(1, 2, 0).numpy()).save(tmp, format="PNG"))
         return f"PNG strip of {R} row(s) × {T} frames"

@@ -64,8 +64,26 @@ def default_labels(n: int, num_classes: int) -> torch.Tensor | None:
     return torch.arange(n) % num_classes if num_classes > 0 else None
 
 
+GRID_MIN_TILE = 64  # grids show images smaller than this enlarged (nearest neighbour) so 16 px samples are visible
+
+
+def grid_scale(size: int) -> int:
+    """The integer factor a grid enlarges ``size``-pixel images by: 4 at 16 px, 2 at 32 px, 1 from 64 px."""
+    return max(1, GRID_MIN_TILE // size)
+
+
+def enlarge(images_u8: torch.Tensor) -> torch.Tensor:
+    """Images [..., H, W] with every pixel repeated ``grid_scale(W)`` times along both axes."""
+    k = grid_scale(images_u8.shape[-1])
+    return images_u8.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1) if k > 1 else images_u8
+
+
 def save_grid(images_u8: torch.Tensor, path, nrow: int) -> None:
-    """Write uint8 images [N, 3, H, W] as one PNG grid (2 px padding), atomically."""
+    """Write uint8 images [N, 3, H, W] as one PNG grid (2 px padding), atomically.
+
+    Images under 64 px are enlarged by ``grid_scale`` (pixel repetition, no smoothing) so a grid of 16 px
+    samples can be looked at; the per-image PNGs keep the model's resolution.
+    """
     from pathlib import Path
 
     from PIL import Image
@@ -73,7 +91,7 @@ def save_grid(images_u8: torch.Tensor, path, nrow: int) -> None:
 
     from cgantool.checkpoint import atomic_write
 
-    grid = make_grid(images_u8, nrow=nrow, padding=2, pad_value=0)  # uint8 [3, H', W']
+    grid = make_grid(enlarge(images_u8), nrow=nrow, padding=2, pad_value=0)  # uint8 [3, H', W']
     img = Image.fromarray(grid.permute(1, 2, 0).numpy())
     atomic_write(Path(path), lambda tmp: img.save(tmp, format="PNG"))
 

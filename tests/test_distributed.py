@@ -64,6 +64,30 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(two_rank_run, ru
         assert diffs.mean() < 2e-5, prefix
 
 
+def test_two_ranks_equal_one_process_in_channels_last(runner, tmp_path):
+    """The CPU default layout (NHWC) under torchrun: same losses and weights as one process."""
+    args = [a for a in ARGS if a != "--no-channels-last"] + ["--channels-last", "--steps", "2"]
+    two, one = tmp_path / "two", tmp_path / "one"
+    r = _torchrun(*args, "--out", str(two))
+    assert r.returncode == 0, r.stderr[-3000:]
+    r1 = invoke(runner, "train", *args, "--out", one)
+    assert r1.exit_code == 0, r1.output
+    l1, l2 = _losses(one), _losses(two)
+    assert len(l1) == len(l2) == 2
+    for a, b in zip(l1, l2):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), k
+    for prefix in ("G", "D"):
+        w1, w2 = _weights(one, prefix), _weights(two, prefix)
+        assert w1.keys() == w2.keys()
+        for k in w1:
+            # as above: float noise in zero-mean gradients can become +-lr Adam steps; 2 G steps = 4 D updates
+            torch.testing.assert_close(w2[k], w1[k], atol=4 * 2e-4 + 1e-5, rtol=0, msg=k)
+        diffs = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1 if k.endswith(("weight", "original"))])
+        assert diffs.mean() < 2e-5, prefix
+
+
 def test_two_rank_resume_equals_uninterrupted(two_rank_run, tmp_path):
     out = tmp_path / "part"
     assert _torchrun(*ARGS, "--steps", "2", "--out", str(out)).returncode == 0

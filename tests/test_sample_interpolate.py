@@ -28,8 +28,11 @@ def test_per_class_grid_has_one_column_per_class(tiny_run, runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "pc").glob("0*.png"))) == 40  # 2 x 20 classes
     grid = Image.open(tmp_path / "pc" / "grid.png")
-    # 20 columns and 2 rows of 16 px images with 2 px padding: 2 + 20 * 18 by 2 + 2 * 18
-    assert grid.size == (2 + 20 * 18, 2 + 2 * 18)
+    # 20 columns and 2 rows of 16 px images shown 4x (64 px) with 2 px padding: 2 + 20 * 66 by 2 + 2 * 66
+    assert grid.size == (2 + 20 * 66, 2 + 2 * 66)
+    # the tile in row 1, column 3 is image 1 * 20 + 3, each pixel repeated 4 x 4 times
+    tile = np.asarray(grid)[2 + 66 : 2 + 66 + 64, 2 + 3 * 66 : 2 + 3 * 66 + 64]
+    np.testing.assert_array_equal(tile, _png(tmp_path / "pc" / "0023.png").repeat(4, 0).repeat(4, 1))
 
 
 def test_truncation_changes_images_and_rejects_bad_values(tiny_run, runner, tmp_path):
@@ -63,7 +66,7 @@ def test_gif_frame_count_size_and_loop(tiny_run, runner, tmp_path):
     assert result.exit_code == 0, result.output
     gif = Image.open(out)
     assert gif.n_frames == 12  # 3 segments (looping back to seed 1) x 4 frames
-    assert gif.size == (16, 32)  # two rows stacked
+    assert gif.size == (64, 128)  # two rows of 16 px images stacked, shown 4x
     assert gif.info["duration"] == 100 and gif.info.get("loop") == 0
     assert_usage_error(invoke(runner, "interpolate", ckpt, "--out", out), "already exists")
 
@@ -73,7 +76,7 @@ def test_class_walk_png_strip(tiny_run, runner, tmp_path):
     out = tmp_path / "morph.png"
     result = invoke(runner, "interpolate", ckpt, "--classes", "red_circle,blue_square", "--frames", "6", "--out", out)
     assert result.exit_code == 0, result.output
-    assert Image.open(out).size == (1 + 7 * 17, 1 + 17)  # 7 frames in one row, 1 px padding
+    assert Image.open(out).size == (1 + 7 * 65, 1 + 65)  # 7 frames of 16 px shown 4x in one row, 1 px padding
 
 
 @pytest.mark.parametrize("args, fragment", [
