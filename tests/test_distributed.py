@@ -37,6 +37,24 @@ def _weights(run, prefix: str) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "checkpoints" / "last.safetensors").tensors(prefix)
 
 
+def _assert_same_run(one, two, steps: int, updates: int) -> None:
+    """Same logged losses (rank 0 alone writes metrics.jsonl) and weights within ``updates`` Adam steps."""
+    l1, l2 = _losses(one), _losses(two)
+    assert len(l1) == len(l2) == steps
+    for a, b in zip(l1, l2):
+        assert a.keys() == b.keys() and "d/infonce" in a
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), k
+    for prefix in ("G", "D"):
+        w1, w2 = _weights(one, prefix), _weights(two, prefix)
+        assert w1.keys() == w2.keys()
+        for k in w1:
+            # Adam turns float noise in zero-mean gradients (conv biases before BN) into +-lr steps
+            torch.testing.assert_close(w2[k], w1[k], atol=updates * 2e-4 + 1e-5, rtol=0, msg=k)
+        diffs = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1 if k.endswith(("weight", "original"))])
+        assert diffs.mean() < 2e-5, prefix
+
+
 @pytest.fixture(scope="module")
 def two_rank_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "two"
@@ -49,19 +67,7 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(two_rank_run, ru
     one = tmp_path / "one"
     r = invoke(runner, "train", *ARGS, "--steps", "3", "--out", one)
     assert r.exit_code == 0, r.output
-    l1, l2 = _losses(one), _losses(two_rank_run)
-    assert len(l1) == len(l2) == 3  # rank 0 alone writes metrics.jsonl
-    for a, b in zip(l1, l2):
-        assert a.keys() == b.keys() and "d/infonce" in a
-        for k in a:
-            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), k
-    for prefix in ("G", "D"):
-        w1, w2 = _weights(one, prefix), _weights(two_rank_run, prefix)
-        for k in w1:
-            # Adam turns float noise in zero-mean gradients (conv biases before BN) into +-lr steps: 3 steps
-            torch.testing.assert_close(w2[k], w1[k], atol=3 * 2e-4 + 1e-5, rtol=0, msg=k)
-        diffs = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1 if k.endswith(("weight", "original"))])
-        assert diffs.mean() < 2e-5, prefix
+    _assert_same_run(one, two_rank_run, steps=3, updates=3)
 
 
 def test_two_ranks_equal_one_process_in_channels_last(runner, tmp_path):
@@ -72,20 +78,7 @@ def test_two_ranks_equal_one_process_in_channels_last(runner, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     r1 = invoke(runner, "train", *args, "--out", one)
     assert r1.exit_code == 0, r1.output
-    l1, l2 = _losses(one), _losses(two)
-    assert len(l1) == len(l2) == 2
-    for a, b in zip(l1, l2):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), k
-    for prefix in ("G", "D"):
-        w1, w2 = _weights(one, prefix), _weights(two, prefix)
-        assert w1.keys() == w2.keys()
-        for k in w1:
-            # as above: float noise in zero-mean gradients can become +-lr Adam steps; 2 G steps = 4 D updates
-            torch.testing.assert_close(w2[k], w1[k], atol=4 * 2e-4 + 1e-5, rtol=0, msg=k)
-        diffs = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1 if k.endswith(("weight", "original"))])
-        assert diffs.mean() < 2e-5, prefix
+    _assert_same_run(one, two, steps=2, updates=4)  # 2 G steps = 4 D updates
 
 
 def test_two_rank_resume_equals_uninterrupted(two_rank_run, tmp_path):
