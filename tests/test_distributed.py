@@ -101,10 +101,60 @@ def test_global_batch_must_divide_by_the_processes(runner, tmp_path, monkeypatch
 
 
 def test_gather_keeps_only_the_local_gradient_single_process():
-    from cgantool.engine.dist import DistInfo, gather_keep_local, slice_rows
+    from cgantool.engine.dist import DistInfo, gather_many, slice_rows
 
     x = torch.randn(4, 3, requires_grad=True)
-    assert gather_keep_local(x, DistInfo()) is x
+    assert gather_many((x, None), DistInfo())[0] is x
     info = DistInfo(rank=1, world=2)
     assert info.local_slice(8) == slice(4, 8)
     torch.testing.assert_close(slice_rows(torch.arange(8), info), torch.arange(4, 8))
+
+
+def _gather_many_worker(rank: int, port: int, out_dir: str) -> None:
+    from dataclasses import dataclass
+
+    import torch.distributed as tdist
+
+    from cgantool.engine.dist import DistInfo, gather_many
+
+    @dataclass
+    class Out:
+        logits: torch.Tensor
+        feats: torch.Tensor | None
+
+    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        info = DistInfo(rank=rank, world=2)
+        base = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2) + 100 * rank
+        img = base.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        out = Out(logits=torch.full((2,), float(rank), requires_grad=True), feats=None)
+        labels = torch.tensor([rank, rank + 10])
+        g_out, g_img, g_labels, g_none = gather_many((out, img, labels, None), info)
+        (g_out.logits.sum() * 3 + (g_img * torch.arange(4.0).repeat_interleave(12).reshape(4, 3, 2, 2)).sum()).backward()
+        torch.save({"logits": g_out.logits.detach(), "feats": g_out.feats, "img": g_img.detach(),
+                    "labels": g_labels, "none": g_none, "img_grad": img.grad, "logit_grad": out.logits.grad},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_gather_many_packs_fields_and_keeps_the_local_gradient(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_gather_many_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    expect_img = torch.cat([torch.arange(24.0).reshape(2, 3, 2, 2) + 100 * r for r in range(2)])
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")  # written by this test's own workers
+        torch.testing.assert_close(got["logits"], torch.tensor([0.0, 0.0, 1.0, 1.0]))
+        assert got["feats"] is None and got["none"] is None
+        torch.testing.assert_close(got["img"], expect_img)
+        torch.testing.assert_close(got["labels"], torch.tensor([0, 10, 1, 11]))
+        # only this rank's rows carry gradient: d/d(img row i) = weight of global row rank*2 + i
+        expect_grad = torch.arange(4.0)[rank * 2 : rank * 2 + 2].repeat_interleave(12).reshape(2, 3, 2, 2)
+        torch.testing.assert_close(got["img_grad"], expect_grad)
+        torch.testing.assert_close(got["logit_grad"], torch.full((2,), 3.0))

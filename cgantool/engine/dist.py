@@ -80,27 +80,53 @@ def any_true(info: DistInfo, flag: torch.Tensor | bool, device: torch.device) ->
     return bool(t.item())
 
 
-def gather_keep_local(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Concatenate ``x`` [b, ...] of every rank along dim 0 ([W b, ...]); only the local slice carries gradient."""
-    if not info.enabled:
-        return x
-    parts = [torch.empty_like(x) for _ in range(info.world)]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[info.rank] = x
-    return torch.cat(parts)
-
-
-def gather_any(value, info: DistInfo):
-    """gather_keep_local over a tensor, a TextCond, a DiscOutput or None."""
+def gather_many(values: tuple, info: DistInfo) -> tuple:
+    """Every tensor in ``values`` (tensors, TextConds, DiscOutputs or None) concatenated over the ranks along
+    dim 0 ([b, ...] -> [W b, ...]); only the local slice carries gradient (the other slices are constants).
+    The tensors travel packed, one all_gather per dtype: a loss call waits on one collective, not one per field."""
     from dataclasses import fields, is_dataclass, replace
 
-    if value is None or not info.enabled:
-        return value
-    if torch.is_tensor(value):
-        return gather_keep_local(value, info)
-    if is_dataclass(value):
-        return replace(value, **{f.name: gather_any(getattr(value, f.name), info) for f in fields(value)})
-    raise TypeError(f"cannot gather {type(value).__name__}")
+    if not info.enabled:
+        return values
+    tensors: list[torch.Tensor] = []
+
+    def collect(v):
+        if v is None:
+            return
+        if torch.is_tensor(v):
+            tensors.append(v)
+        elif is_dataclass(v):
+            for f in fields(v):
+                collect(getattr(v, f.name))
+        else:
+            raise TypeError(f"cannot gather {type(v).__name__}")
+
+    for v in values:
+        collect(v)
+    gathered: dict[int, torch.Tensor] = {}
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.detach().reshape(-1) for t in group])
+        parts = [torch.empty_like(flat) for _ in range(info.world)]
+        dist.all_gather(parts, flat)
+        offset = 0
+        for t in group:
+            n = t.numel()
+            rows = [p[offset : offset + n].view_as(t) for p in parts]
+            rows[info.rank] = t  # the local slice keeps its gradient
+            gathered[id(t)] = torch.cat(rows)
+            offset += n
+
+    def rebuild(v):
+        if v is None:
+            return None
+        if torch.is_tensor(v):
+            return gathered[id(v)]
+        return replace(v, **{f.name: rebuild(getattr(v, f.name)) for f in fields(v)})
+
+    return tuple(rebuild(v) for v in values)
 
 
 @torch.no_grad()

@@ -223,7 +223,7 @@ class Trainer:
     def gathered(self, *values):
         """The global batch for the losses (``train.gather``); local values otherwise."""
         if self.dist.enabled and self.cfg.train.gather:
-            return tuple(D_.gather_any(v, self.dist) for v in values)
+            return D_.gather_many(values, self.dist)
         return values
 
     def conds(self, real_c, fake_c):
