@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from cgantool.data.batches import to_uint8  # noqa: E402
 from cgantool.data.shapes import generate_shapes  # noqa: E402
 from cgantool.nets.sngan import SNGANGenerator  # noqa: E402
 from cgantool.sampling import save_grid  # noqa: E402
@@ -50,8 +51,7 @@ def main() -> None:
     with torch.no_grad():
         out = G(z, y)
     l1_eval = (out - x).abs().mean().item()
-    to_u8 = lambda t: ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # noqa: E731
-    save_grid(torch.cat([to_u8(x[:20]), to_u8(out[:20])]), args.out, nrow=20)
+    save_grid(torch.cat([to_uint8(x[:20]), to_uint8(out[:20])]), args.out, nrow=20)
     print(json.dumps({"width": args.width, "resolution": args.resolution, "steps": args.steps,
                       "l1_eval": round(l1_eval, 4), "seconds": round(time.perf_counter() - start, 1),
                       "grid": str(args.out)}))

@@ -93,15 +93,14 @@ def write_frames(frames_u8: torch.Tensor, out: Path, fps: int) -> str:
 
     T, R = frames_u8.shape[:2]
     suffix = out.suffix.lower()
+    shown = enlarge(frames_u8) if suffix in (".gif", ".png") else frames_u8  # enlarged like sample grids
     if suffix == ".gif":
-        shown = enlarge(frames_u8)  # small images enlarged like sample grids
         images = [Image.fromarray(make_grid(shown[t], nrow=1, padding=0).permute(1, 2, 0).numpy()) for t in range(T)]
         duration = max(1, round(1000 / fps))
         atomic_write(out, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                                       duration=duration, loop=0, disposal=1))
         return f"{T}-frame GIF at {fps} fps"
     if suffix == ".png":
-        shown = enlarge(frames_u8)
         strip = shown.transpose(0, 1).reshape(T * R, *shown.shape[2:])  # row r = walk r
         grid = make_grid(strip, nrow=T, padding=1)
         atomic_write(out, lambda tmp: Image.fromarray(grid.permute(1, 2, 0).numpy()).save(tmp, format="PNG"))

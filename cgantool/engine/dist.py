@@ -88,13 +88,13 @@ def gather_many(values: tuple, info: DistInfo) -> tuple:
 
     if not info.enabled:
         return values
-    tensors: list[torch.Tensor] = []
+    tensors: dict[int, torch.Tensor] = {}  # by id: a tensor passed twice travels once
 
     def collect(v):
         if v is None:
             return
         if torch.is_tensor(v):
-            tensors.append(v)
+            tensors[id(v)] = v
         elif is_dataclass(v):
             for f in fields(v):
                 collect(getattr(v, f.name))
@@ -105,7 +105,7 @@ def gather_many(values: tuple, info: DistInfo) -> tuple:
         collect(v)
     gathered: dict[int, torch.Tensor] = {}
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for t in tensors:
+    for t in tensors.values():
         by_dtype.setdefault(t.dtype, []).append(t)
     for group in by_dtype.values():
         flat = torch.cat([t.detach().reshape(-1) for t in group])
