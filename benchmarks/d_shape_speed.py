@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--resolution", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--pool", choices=["sum", "max"], default="sum", help="sum = the GAN's D; max = the probe's")
+    p.add_argument("--no-sn", action="store_true", help="D without spectral norm (the GAN's D keeps it)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args()
@@ -38,7 +39,7 @@ def main() -> None:
     test = generate_shapes(1000, args.resolution, 5)
     x, y = train.images.float() / 127.5 - 1, train.attributes[:, 0, 0]
     xt, yt = test.images.float() / 127.5 - 1, test.attributes[:, 0, 0]
-    D = SNGANDiscriminator(args.resolution, args.width, 0)
+    D = SNGANDiscriminator(args.resolution, args.width, 0, use_sn=not args.no_sn)
     head = torch.nn.Linear(args.width, len(SHAPES))
     opt = torch.optim.Adam([*D.parameters(), *head.parameters()], lr=args.lr, betas=(0.0, 0.9))
 
@@ -54,11 +55,13 @@ def main() -> None:
         loss.backward()
         opt.step()
         if step % 100 == 0:
+            D.eval()  # a train-mode forward would also run a power iteration of spectral norm
             with torch.no_grad():
                 acc = float((head(features(xt)).argmax(1) == yt).float().mean())
+            D.train()
             print(f"step {step}: loss {loss.item():.3f}, held-out shape accuracy {acc:.3f} ({time.time() - t0:.0f} s)",
                   file=sys.stderr, flush=True)
-    print(json.dumps({"width": args.width, "lr": args.lr, "pool": args.pool, "steps": args.steps,
+    print(json.dumps({"width": args.width, "lr": args.lr, "pool": args.pool, "spectral_norm": not args.no_sn, "steps": args.steps,
                       "shape_accuracy": round(acc, 4), "chance": 1 / len(SHAPES)}))
 
 

@@ -115,7 +115,8 @@ class SNGANGenerator(nn.Module):
 class SNGANDiscriminator(nn.Module):
     """x [B, 3, R, R] → optimized block → DBlocks → ReLU → global sum pool → SN-Linear → logits [B].
 
-    Every conv/linear is spectral-normalised (one power iteration). ``channels`` (ndf) scales the schedule;
+    Every conv/linear is spectral-normalised (one power iteration) unless ``use_sn=False`` (for experiments such
+    as ``benchmarks/d_shape_speed.py --no-sn``; the presets keep SN). ``channels`` (ndf) scales the schedule;
     None = the paper width (ndf 128 at 16/32 px, all blocks ndf wide; 1024 at 48/64/128 px, blocks ndf/16 ...
     ndf). ``num_classes`` > 0: projection discriminator, logit += <SN-Embedding(y), h> (Mimicry cGAN-PD).
     ``self_attention``: one SN self-attention block after the first block (resolution / 2).
@@ -127,20 +128,20 @@ class SNGANDiscriminator(nn.Module):
     resolutions = RESOLUTIONS
 
     def __init__(self, resolution: int = 32, channels: int | None = None, num_classes: int = 0,
-                 self_attention: bool = False):
+                 self_attention: bool = False, use_sn: bool = True):
         super().__init__()
         if resolution not in _D_LAYOUT:
             raise layout_error("sngan", resolution, RESOLUTIONS)
         paper_width, divisors, downs = _D_LAYOUT[resolution]
         chans = _widths(channels or paper_width, divisors)
         self.resolution, self.num_classes = resolution, num_classes
-        blocks: list[nn.Module] = [DBlockOptimized(3, chans[0])]
-        blocks += [DBlock(chans[i - 1], chans[i], downsample=downs[i]) for i in range(1, len(chans))]
+        blocks: list[nn.Module] = [DBlockOptimized(3, chans[0], use_sn=use_sn)]
+        blocks += [DBlock(chans[i - 1], chans[i], downsample=downs[i], use_sn=use_sn) for i in range(1, len(chans))]
         self.blocks = nn.ModuleList(blocks)
-        self.attn = SelfAttention(chans[0], use_sn=True) if self_attention else None
-        self.l_out = linear(chans[-1], 1, use_sn=True)
+        self.attn = SelfAttention(chans[0], use_sn=use_sn) if self_attention else None
+        self.l_out = linear(chans[-1], 1, use_sn=use_sn)
         init_xavier(self.l_out, 1.0)
-        self.embed = embedding(num_classes, chans[-1], use_sn=True) if num_classes else None
+        self.embed = embedding(num_classes, chans[-1], use_sn=use_sn) if num_classes else None
         if self.embed is not None:
             init_xavier(self.embed, 1.0)
         self.feature_dims = {"h": chans[-1], "local": chans[-2]}
