@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= runs/demo
-DEMO_STEPS ?= 3000
+DEMO_STEPS ?= 9000
 
 .PHONY: demo test install install-test clean
 
@@ -23,12 +23,16 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-# Train the default preset (sngan, class-conditional on shapes) at 16 px and reduced width for a CPU-sized
-# run (about 9 minutes on 2 idle AVX-512 cores, about 50 on 2 AVX2-only cores; replaces $(DEMO_OUT)), then sample 4 images per class and write the report.
+# Train the default preset (sngan, class-conditional on shapes) at 16 px and width 32 for a CPU-sized run:
+# classes through D2D-CE (loss.d2d_ce.weight=1) instead of the projection D, 1 D step per G step, batch 32,
+# constant lr 1e-3 (G) / 2e-3 (D), EMA of G; about 30 minutes on 2 AVX2-only cores (benchmarks/RESULTS.md, run
+# K1). Replaces $(DEMO_OUT); then samples 4 images per class and writes the report.
 demo: install
 	$(BIN)/cgantool train --preset sngan --data shapes:16 --steps $(DEMO_STEPS) --out $(DEMO_OUT) --force \
-		--set model.g_channels=64 --set model.d_channels=64 --set train.d_steps_per_g_step=2 \
-		--set optim.lr_decay=none --set train.sample_every=500 --set train.checkpoint_every=500 --set train.log_every=50
+		--set model.g_channels=32 --set model.d_channels=32 --set loss.d2d_ce.weight=1 \
+		--set train.d_steps_per_g_step=1 --set train.batch_size=32 --set optim.lr_g=1e-3 --set optim.lr_d=2e-3 \
+		--set optim.lr_decay=none --set train.ema_decay=0.999 --set train.ema_start_step=250 \
+		--set train.sample_every=1000 --set train.checkpoint_every=1000 --set train.log_every=50
 	$(BIN)/cgantool sample $(DEMO_OUT)/checkpoints/last.safetensors --per-class 4 --out $(DEMO_OUT)/demo-samples --force
 	$(BIN)/cgantool report $(DEMO_OUT)
 	@echo ""
