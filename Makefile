@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= runs/demo
-DEMO_STEPS ?= 9000
+DEMO_STEPS ?= 12000
 
 .PHONY: demo test install install-test clean
 
@@ -25,7 +25,7 @@ install-test: $(VENV)/.installed-test
 
 # Train the default preset (sngan, class-conditional on shapes) at 16 px and width 32 for a CPU-sized run:
 # classes through D2D-CE (loss.d2d_ce.weight=1) instead of the projection D, 1 D step per G step, batch 32,
-# constant lr 1e-3 (G) / 2e-3 (D), EMA of G; about 30 minutes on 2 AVX2-only cores (benchmarks/RESULTS.md, run
+# constant lr 1e-3 (G) / 2e-3 (D), EMA of G, 12000 steps; about 40 minutes on 2 AVX2-only cores (benchmarks/RESULTS.md, run
 # K1). Replaces $(DEMO_OUT); then samples 4 images per class and writes the report.
 demo: install
 	$(BIN)/cgantool train --preset sngan --data shapes:16 --steps $(DEMO_STEPS) --out $(DEMO_OUT) --force \
