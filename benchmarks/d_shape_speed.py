@@ -61,8 +61,8 @@ def main() -> None:
             D.train()
             print(f"step {step}: loss {loss.item():.3f}, held-out shape accuracy {acc:.3f} ({time.time() - t0:.0f} s)",
                   file=sys.stderr, flush=True)
-    print(json.dumps({"width": args.width, "lr": args.lr, "pool": args.pool, "spectral_norm": not args.no_sn, "steps": args.steps,
-                      "shape_accuracy": round(acc, 4), "chance": 1 / len(SHAPES)}))
+    print(json.dumps({"width": args.width, "lr": args.lr, "pool": args.pool, "spectral_norm": not args.no_sn,
+                      "steps": args.steps, "shape_accuracy": round(acc, 4), "chance": 1 / len(SHAPES)}))
 
 
 if __name__ == "__main__":

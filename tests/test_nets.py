@@ -145,11 +145,10 @@ def test_spectral_norm_is_estimated_on_the_initialised_weights(arch):
     torch.testing.assert_close(torch.stack(sigmas), torch.ones(len(sigmas), dtype=torch.float64), rtol=0, atol=0.05)
 
 
-
 def test_sngan_discriminator_without_spectral_norm():
     # use_sn=False (benchmarks/d_shape_speed.py --no-sn): same layers and parameter count, none of the 12 SN
-    # layers (10 convs, output linear, projection embedding) parametrised,
-    # and the raw weights are what the forward uses.
+    # layers (10 convs, output linear, projection embedding) parametrised; a weight is the raw, unnormalised
+    # Parameter.
     sn_on, sn_off = SNGANDiscriminator(16, channels=8, num_classes=3), SNGANDiscriminator(16, channels=8, num_classes=3,
                                                                                            use_sn=False)
     parametrized = lambda net: sum(torch.nn.utils.parametrize.is_parametrized(m, "weight")  # noqa: E731
@@ -158,6 +157,7 @@ def test_sngan_discriminator_without_spectral_norm():
     assert count(sn_on) == count(sn_off)
     w = sn_off.l_out.weight
     assert isinstance(w, torch.nn.Parameter) and torch.linalg.matrix_norm(w.detach(), 2) != pytest.approx(1.0, abs=1e-3)
+
 
 # ------------------------------------------------------------------------------ Mimicry / StudioGAN quirks
 
