@@ -91,6 +91,21 @@ def test_word_attention_ignores_padded_words_and_matches_a_loop():
             torch.testing.assert_close(out[b, :, j // 3, j % 3], (a[:, None] * w).sum(0), atol=1e-5, rtol=1e-5)
 
 
+def test_spatial_cbn_equals_modulating_with_the_upsampled_map():
+    """SpatialCBN convolves S at its own size and upsamples gain/bias: the same as upsampling S first."""
+    from cgantool.nets.xmcgan import SpatialCBN
+
+    torch.manual_seed(0)
+    norm = SpatialCBN(6, 10).train()
+    x, s = torch.randn(4, 6, 16, 16), torch.randn(4, 10, 8, 8)
+    s_up = F.interpolate(s, size=(16, 16), mode="nearest")
+    expected = F.batch_norm(x, None, None, training=True) * (1 + norm.gain(s_up)) + norm.bias(s_up)
+    torch.testing.assert_close(norm(x, s), expected, atol=1e-5, rtol=1e-5)
+    same = torch.randn(4, 10, 16, 16)  # S already at x's size: no upsampling
+    expected = F.batch_norm(x, None, None, training=True) * (1 + norm.gain(same)) + norm.bias(same)
+    torch.testing.assert_close(norm(x, same), expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("res,regions", [(16, 64), (32, 256)])
 def test_generator_and_discriminator_shapes(res, regions):
     torch.manual_seed(0)

@@ -63,9 +63,11 @@ class SpatialCBN(nn.Module):
         self.bias = nn.Conv2d(cond_channels, channels, 1)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        if s.shape[-1] != x.shape[-1]:
-            s = F.interpolate(s, size=x.shape[-2:], mode="nearest")
-        return self.bn(x) * (1 + self.gain(s)) + self.bias(s)
+        gain, bias = self.gain(s), self.bias(s)
+        if s.shape[-1] != x.shape[-1]:  # a 1x1 conv commutes with nearest upsampling: convolve the small map
+            gain = F.interpolate(gain, size=x.shape[-2:], mode="nearest")
+            bias = F.interpolate(bias, size=x.shape[-2:], mode="nearest")
+        return self.bn(x) * (1 + gain) + bias
 
 
 class _UpBlock(nn.Module):
