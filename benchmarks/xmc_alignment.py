@@ -77,8 +77,7 @@ def measure(ckpt_path: Path, n: int, device: str) -> dict:
     probe = load_probe(data.resolution)
     captions = [caption_of(data, i) for i in range(n)]
     target = data.labels[torch.arange(n) % len(data)]  # single-object shapes: every caption names this class
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1))
-    control = target[perm]
+    control = target[torch.randperm(n, generator=torch.Generator().manual_seed(1))]
     cells = named_cells(captions)
     has_pos = cells >= 0
     pos_target = cells[has_pos]
@@ -100,7 +99,7 @@ def measure(ckpt_path: Path, n: int, device: str) -> dict:
         for tag, y in (("", pos_target), ("chance_", pos_control)):
             out[f"{name}_{tag}position_accuracy"] = round(float((drawn == y).float().mean()), 4)
     out["real_attribute_accuracy"] = round(real_ceiling(probe, data.resolution), 4)
-    real = torch.stack([torch.as_tensor(data.images[i % len(data)]) for i in range(n)])
+    real = torch.as_tensor(data.images[torch.arange(n) % len(data)])
     out["real_position_accuracy"] = round(float((object_cell(real)[has_pos] == pos_target).float().mean()), 4)
     return out
 
