@@ -1,9 +1,12 @@
 """Time feature extraction and a whole `eval` of N generated samples on the current device.
 
     python benchmarks/eval_throughput.py --num-samples 2000 [--inception-weights PATH | --feature-extractor M:F]
+    python benchmarks/eval_throughput.py --stand-in-inception --device cuda   # no Inception file at hand
 
 Trains nothing: a randomly initialised SNGAN generator at the chosen resolution stands in for a checkpoint
 (generation cost is part of a real eval). Prints a summary to stderr and one JSON object as the last line.
+``--stand-in-inception`` times torchvision's Inception-v3 with random weights (the FID network's layers and
+FLOPs, meaningless features: speed only, its "fid" is not a score).
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks._gpu import UtilSampler, read_gpu_util  # noqa: E402
 from cgantool.config import DataConfig  # noqa: E402
 from cgantool.data import load_dataset  # noqa: E402
 from cgantool.engine.loop import resolve_device  # noqa: E402
@@ -34,7 +39,11 @@ def main() -> None:
     p.add_argument("--feature-extractor", default="", help="module:function (default: Inception)")
     p.add_argument("--mode", default="clean")
     p.add_argument("--device", default="auto")
+    p.add_argument("--stand-in-inception", action="store_true",
+                   help="random-weight torchvision Inception-v3 (timing only; = --feature-extractor benchmarks._gpu:stand_in_inception)")
     args = p.parse_args()
+    if args.stand_in_inception:
+        args.feature_extractor = "benchmarks._gpu:stand_in_inception"
     device = resolve_device(args.device)
     opts = EvalOptions(metrics=("fid", "kid"), num_samples=args.num_samples, batch_size=args.batch_size,
                        mode=args.mode, feature_extractor=args.feature_extractor,
@@ -45,11 +54,13 @@ def main() -> None:
     extractor.features(images)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
+    util = UtilSampler(lambda: read_gpu_util(device.index or 0)) if device.type == "cuda" else None
     start = time.perf_counter()
-    for i in range(0, args.num_samples, args.batch_size):
-        extractor.features(data.images[i : i + args.batch_size])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    with util or nullcontext():
+        for i in range(0, args.num_samples, args.batch_size):
+            extractor.features(data.images[i : i + args.batch_size])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     extract_s = time.perf_counter() - start
     torch.manual_seed(0)
     G = SNGANGenerator(args.resolution, channels=64, num_classes=20).to(device)
@@ -62,6 +73,8 @@ def main() -> None:
         "eval_seconds": round(total_s, 2), "eval_images_per_s": round(2 * args.num_samples / total_s, 1),
         "fid": result["metrics"]["fid"],
     }
+    if util is not None:
+        out["features_gpu_util_pct"] = util.mean
     print(f"features: {out['features_images_per_s']} img/s; whole eval of {args.num_samples} fake + "
           f"{args.num_samples} real: {total_s:.1f} s", file=sys.stderr)
     print(json.dumps(out))

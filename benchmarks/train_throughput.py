@@ -4,7 +4,7 @@
     torchrun --nproc-per-node 2 benchmarks/train_throughput.py ...   # data-parallel: --batch-size is global
 
 Prints a human summary to stderr and, as its last line on stdout, one JSON object with s_per_step (median),
-images_per_s (real images consumed by D per second), peak_mem_mb and, on CUDA, mfu.
+images_per_s (real images consumed by D per second), peak_mem_mb and, on CUDA, mfu and gpu_util_pct.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import resource
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -24,6 +25,7 @@ import torch  # noqa: E402
 
 from cgantool.config import resolve_config  # noqa: E402
 from cgantool.data import load_dataset  # noqa: E402
+from benchmarks._gpu import UtilSampler, read_gpu_util  # noqa: E402
 from cgantool.engine.loop import build_trainer, resolve_device  # noqa: E402
 
 PEAK_TFLOPS_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense tensor-core peaks
@@ -93,11 +95,13 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        full_step()
-        sync()
-        times.append(time.perf_counter() - start)
+    util = UtilSampler(lambda: read_gpu_util(device.index or 0)) if device.type == "cuda" else nullcontext()
+    with util:
+        for _ in range(args.steps):
+            start = time.perf_counter()
+            full_step()
+            sync()
+            times.append(time.perf_counter() - start)
     s_per_step = statistics.median(times)
     result = {
         "preset": args.preset, "resolution": args.resolution, "batch_size": args.batch_size, "d_steps": k,
@@ -120,6 +124,9 @@ def main() -> None:
         result["gpu"] = name
         result["tflops"] = round(counter.get_total_flops() / s_per_step / 1e12, 2)
         result["mfu"] = round(result["tflops"] / peak, 4) if peak else None
+        result["gpu_util_pct"] = util.mean  # NVML's busy percentage over the timed steps (None: unreadable)
+        if util.error:
+            result["gpu_util_error"] = util.error
     else:
         result["peak_mem_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if info.enabled:  # the slowest rank sets the pace
