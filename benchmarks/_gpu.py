@@ -14,26 +14,14 @@ from collections.abc import Callable
 import torch
 
 
-def read_gpu_util(index: int = 0) -> float:
-    """Percent of the last sample period in which a kernel ran on GPU ``index`` (NVML, as nvidia-smi shows it)."""
-    try:
-        return float(torch.cuda.utilization(index))  # needs pynvml (nvidia-ml-py)
-    except Exception:  # noqa: BLE001 - no pynvml: ask nvidia-smi instead
-        if shutil.which("nvidia-smi") is None:
-            raise RuntimeError("neither pynvml nor nvidia-smi is available") from None
-        out = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=utilization.gpu",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10, check=True)
-        return float(out.stdout.strip().splitlines()[0])
-
-
 class UtilSampler:
     """Samples ``reader()`` every ``period`` seconds in a thread while the ``with`` block runs.
 
-    ``mean`` / ``median`` of the samples afterwards, or None when no sample could be read (no NVML, no
-    nvidia-smi, a CPU run): a missing figure, never a made-up one.
+    ``mean`` / ``median`` of the samples afterwards, or None when no sample could be read (no reader, a
+    reader that fails): a missing figure, never a made-up one.
     """
 
-    def __init__(self, reader: Callable[[], float], period: float = 0.1):
+    def __init__(self, reader: Callable[[], float] | None, period: float = 0.1):
         self.reader, self.period = reader, period
         self.samples: list[float] = []
         self._stop = threading.Event()
@@ -50,8 +38,9 @@ class UtilSampler:
             self._stop.wait(self.period)
 
     def __enter__(self) -> UtilSampler:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        if self.reader is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -66,6 +55,37 @@ class UtilSampler:
     @property
     def median(self) -> float | None:
         return round(statistics.median(self.samples), 1) if self.samples else None
+
+
+def _nvml_util(index: int) -> float:
+    return float(torch.cuda.utilization(index))  # needs pynvml (nvidia-ml-py)
+
+
+def _nvidia_smi_util(index: int) -> float:
+    out = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=utilization.gpu",
+                          "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10, check=True)
+    return float(out.stdout.strip().splitlines()[0])
+
+
+def gpu_util_sampler(device: torch.device) -> UtilSampler:
+    """A sampler of NVML's busy percentage (as nvidia-smi shows it) for ``device``.
+
+    The reader is chosen once: pynvml through torch every 0.1 s, else one nvidia-smi process every 0.5 s (a
+    process per sample, kept rare so that it does not take CPU from the timed steps). Not CUDA, or neither
+    available: a sampler that reads nothing (``mean`` None).
+    """
+    if device.type != "cuda":
+        return UtilSampler(None)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    try:
+        _nvml_util(index)
+        return UtilSampler(lambda: _nvml_util(index), period=0.1)
+    except Exception:  # noqa: BLE001 - no pynvml
+        if shutil.which("nvidia-smi") is None:
+            sampler = UtilSampler(None)
+            sampler.error = "neither pynvml nor nvidia-smi is available"
+            return sampler
+        return UtilSampler(lambda: _nvidia_smi_util(index), period=0.5)
 
 
 class StandInInception:

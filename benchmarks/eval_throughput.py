@@ -15,14 +15,13 @@ import argparse
 import json
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks._gpu import UtilSampler, read_gpu_util  # noqa: E402
+from benchmarks._gpu import gpu_util_sampler  # noqa: E402
 from cgantool.config import DataConfig  # noqa: E402
 from cgantool.data import load_dataset  # noqa: E402
 from cgantool.engine.loop import resolve_device  # noqa: E402
@@ -54,9 +53,8 @@ def main() -> None:
     extractor.features(images)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
-    util = UtilSampler(lambda: read_gpu_util(device.index or 0)) if device.type == "cuda" else None
     start = time.perf_counter()
-    with util or nullcontext():
+    with gpu_util_sampler(device) as util:
         for i in range(0, args.num_samples, args.batch_size):
             extractor.features(data.images[i : i + args.batch_size])
         if device.type == "cuda":
@@ -73,7 +71,7 @@ def main() -> None:
         "eval_seconds": round(total_s, 2), "eval_images_per_s": round(2 * args.num_samples / total_s, 1),
         "fid": result["metrics"]["fid"],
     }
-    if util is not None:
+    if device.type == "cuda":
         out["features_gpu_util_pct"] = util.mean
     print(f"features: {out['features_images_per_s']} img/s; whole eval of {args.num_samples} fake + "
           f"{args.num_samples} real: {total_s:.1f} s", file=sys.stderr)

@@ -16,16 +16,15 @@ import resource
 import statistics
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks._gpu import gpu_util_sampler  # noqa: E402
 from cgantool.config import resolve_config  # noqa: E402
 from cgantool.data import load_dataset  # noqa: E402
-from benchmarks._gpu import UtilSampler, read_gpu_util  # noqa: E402
 from cgantool.engine.loop import build_trainer, resolve_device  # noqa: E402
 
 PEAK_TFLOPS_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense tensor-core peaks
@@ -95,8 +94,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
-    util = UtilSampler(lambda: read_gpu_util(device.index or 0)) if device.type == "cuda" else nullcontext()
-    with util:
+    with gpu_util_sampler(device) as util:
         for _ in range(args.steps):
             start = time.perf_counter()
             full_step()

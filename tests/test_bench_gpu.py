@@ -43,3 +43,11 @@ def test_stand_in_inception_gives_2048_d_pool_features_at_any_input_size():
     assert torch.isfinite(feats).all() and (feats >= 0).all()  # after ReLU and average pooling
     assert not torch.equal(feats[0], feats[1])  # features depend on the image
     torch.testing.assert_close(net(images[:1]), feats[:1])  # eval mode: no batch statistics
+
+
+def test_gpu_util_sampler_on_cpu_reads_nothing():
+    from benchmarks._gpu import gpu_util_sampler
+
+    with gpu_util_sampler(torch.device("cpu")) as s:
+        time.sleep(0.01)
+    assert s.samples == [] and s.mean is None and s.error is None
