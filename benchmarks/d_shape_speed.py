@@ -20,19 +20,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks._cli import positive  # noqa: E402
 from cgantool.data.shapes import SHAPES, generate_shapes  # noqa: E402
 from cgantool.nets.sngan import SNGANDiscriminator  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--resolution", type=int, default=16)
+    p.add_argument("--width", type=positive, default=32)
+    p.add_argument("--resolution", type=positive, default=16)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--pool", choices=["sum", "max"], default="sum", help="sum = the GAN's D; max = the probe's")
     p.add_argument("--no-sn", action="store_true", help="D without spectral norm (the GAN's D keeps it)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=positive, default=1000)
+    p.add_argument("--batch-size", type=positive, default=64)
     args = p.parse_args()
     torch.manual_seed(0)
     train = generate_shapes(10000, args.resolution, 0)

@@ -18,11 +18,19 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks._cli import positive  # noqa: E402
 
 
 def _run(cmd: list[str], threads: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if out.returncode == 2:  # bad input: the benchmark's own error and hint lines, and its exit code
+        sys.stderr.write("\n".join(line for line in out.stderr.splitlines() if line.startswith(("error:", "hint:")))
+                         or out.stderr[-2000:])
+        sys.stderr.write("\n")
+        sys.exit(2)
     if out.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -30,9 +38,9 @@ def _run(cmd: list[str], threads: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nproc", type=int, default=2)
-    p.add_argument("--per-rank-batch", type=int, default=32)
-    p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    p.add_argument("--nproc", type=positive, default=2)
+    p.add_argument("--per-rank-batch", type=positive, default=32)
+    p.add_argument("--threads", type=positive, default=1, help="CPU threads per process")
     p.add_argument("--device", default="cpu")
     args, rest = p.parse_known_args()
     bench = [str(HERE / "train_throughput.py"), "--device", args.device, "--threads", str(args.threads), *rest]

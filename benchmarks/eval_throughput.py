@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks._cli import positive, run  # noqa: E402
 from benchmarks._gpu import gpu_util_sampler  # noqa: E402
 from cgantool.config import DataConfig  # noqa: E402
 from cgantool.data import load_dataset  # noqa: E402
@@ -31,9 +32,9 @@ from cgantool.nets import SNGANGenerator  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--num-samples", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--num-samples", type=positive, default=2000)
+    p.add_argument("--batch-size", type=positive, default=200)
+    p.add_argument("--resolution", type=positive, default=32)
     p.add_argument("--inception-weights", default=None)
     p.add_argument("--feature-extractor", default="", help="module:function (default: Inception)")
     p.add_argument("--mode", default="clean")
@@ -79,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

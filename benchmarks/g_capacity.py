@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks._cli import positive  # noqa: E402
 from cgantool.data.batches import to_uint8  # noqa: E402
 from cgantool.data.shapes import generate_shapes  # noqa: E402
 from cgantool.nets.sngan import SNGANGenerator  # noqa: E402
@@ -27,10 +28,10 @@ from cgantool.sampling import save_grid  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--resolution", type=int, default=16)
+    p.add_argument("--width", type=positive, default=32)
+    p.add_argument("--resolution", type=positive, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=positive, default=600)
     p.add_argument("--out", type=Path, default=Path("g_capacity.png"))
     args = p.parse_args()
     torch.manual_seed(0)

@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._cli import positive  # noqa: E402
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
@@ -24,12 +27,12 @@ def run(args: list[str]) -> subprocess.CompletedProcess:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--resolution", type=int, default=16)
-    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--steps", type=positive, default=1500)
+    p.add_argument("--resolution", type=positive, default=16)
+    p.add_argument("--channels", type=positive, default=64)
     p.add_argument("--presets", default="sngan,infomax-gan,contragan,dualcontrast")
     p.add_argument("--out", default="runs/bench")
-    p.add_argument("--eval-samples", type=int, default=1000)
+    p.add_argument("--eval-samples", type=positive, default=1000)
     args = p.parse_args()
     for preset in args.presets.split(","):
         out = Path(args.out) / preset

@@ -87,6 +87,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
+    if min(args.batch_size, args.d_steps, args.steps) < 1 or args.warmup < 0:
+        p.error("--batch-size, --d-steps and --steps must be at least 1, --warmup 0 or more")
     dev = torch.device(args.device)
     torch.manual_seed(0)
     G, D = Generator().to(dev), Discriminator().to(dev)

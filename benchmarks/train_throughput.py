@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks._cli import non_negative, positive, run  # noqa: E402
 from benchmarks._gpu import gpu_util_sampler  # noqa: E402
 from cgantool.config import resolve_config  # noqa: E402
 from cgantool.data import load_dataset  # noqa: E402
@@ -33,19 +34,19 @@ PEAK_TFLOPS_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense tensor
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="sngan")
-    p.add_argument("--resolution", type=int, default=32)
-    p.add_argument("--g-channels", type=int, default=0, help="0 = paper width")
-    p.add_argument("--d-channels", type=int, default=0, help="0 = paper width")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--d-steps", type=int, default=None, help="default: the preset's")
-    p.add_argument("--steps", type=int, default=10, help="timed steps after warm-up")
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--resolution", type=positive, default=32)
+    p.add_argument("--g-channels", type=non_negative, default=0, help="0 = paper width")
+    p.add_argument("--d-channels", type=non_negative, default=0, help="0 = paper width")
+    p.add_argument("--batch-size", type=positive, default=64)
+    p.add_argument("--d-steps", type=positive, default=None, help="default: the preset's")
+    p.add_argument("--steps", type=positive, default=10, help="timed steps after warm-up")
+    p.add_argument("--warmup", type=non_negative, default=2)
     p.add_argument("--compile", action="store_true", help="torch.compile G and D (the engine's --compile)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (the engine's --channels-last)")
     p.add_argument("--reuse-fake", action="store_true", help="train.reuse_fake = true (changes the recipe)")
     p.add_argument("--set", action="append", default=[], help="any config key=value (repeatable)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--threads", type=non_negative, default=0, help="torch CPU threads (0 = torch default)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,4 +142,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -25,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks._cli import positive, run  # noqa: E402
+from cgantool.errors import DataError  # noqa: E402
+
 # The CPU recipe (RESULTS.md, run X1): the preset's model and losses at width 8 (G) / 16 (D) on 16 px shapes,
 # with the optimisation that made the sngan demo draw shapes: 1 D step per G step, Adam (0, 0.9) at lr 1e-3 (G)
 # / 2e-3 (D), batch 32, EMA 0.999 from step 250. The official recipe (lr 1e-4 / 4e-4, (0.5, 0.999), 2 D steps)
@@ -108,8 +111,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, help="measure this run's checkpoints (no training)")
     p.add_argument("--out", type=Path, default=Path("runs/xmc-align"))
-    p.add_argument("--steps", type=int, default=8000)
-    p.add_argument("-n", type=int, default=1000, help="generated images per checkpoint")
+    p.add_argument("--steps", type=positive, default=8000)
+    p.add_argument("-n", type=positive, default=1000, help="generated images per checkpoint")
     p.add_argument("--device", default="cpu")
     p.add_argument("--last-only", action="store_true")
     args = p.parse_args()
@@ -117,9 +120,14 @@ def main() -> None:
     if run is None:
         cmd = [sys.executable, "-m", "cgantool", "train", *RECIPE, "--steps", str(args.steps), "--out", str(args.out),
                "--device", args.device, "--no-progress"]
-        subprocess.run(cmd, check=True)
+        rc = subprocess.run(cmd, check=False).returncode
+        if rc:
+            sys.exit(rc)  # cgantool train has said why
         run = args.out
     ckpts = sorted((run / "checkpoints").glob("step_*.safetensors"))
+    if not ckpts:
+        raise DataError(f"no step_*.safetensors checkpoints in {run / 'checkpoints'}",
+                        hint="--run takes a run directory written by cgantool train (runs/NAME)")
     if args.last_only:
         ckpts = ckpts[-1:]
     rows = []
@@ -131,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
