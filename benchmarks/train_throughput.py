@@ -2,9 +2,11 @@
 
     python benchmarks/train_throughput.py --preset sngan --resolution 32 --batch-size 64 --steps 10
     torchrun --nproc-per-node 2 benchmarks/train_throughput.py ...   # data-parallel: --batch-size is global
+    python benchmarks/train_throughput.py ... --set train.cpu_amp=bf16   # bf16 autocast on CPU (AMX CPUs)
 
 Prints a human summary to stderr and, as its last line on stdout, one JSON object with s_per_step (median),
-images_per_s (real images consumed by D per second), peak_mem_mb and, on CUDA, mfu and gpu_util_pct.
+images_per_s (real images consumed by D per second), peak_mem_mb, amp (the autocast in use) and, on CUDA, mfu
+and gpu_util_pct.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ def main() -> None:
         "device": str(device), "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "world_size": info.world,
         "compile": args.compile, "channels_last": args.channels_last, "reuse_fake": args.reuse_fake,
+        "amp": {"cuda": cfg.train.amp, "cpu": cfg.train.cpu_amp}.get(device.type, "none"),
         "s_per_step": round(s_per_step, 5),
         "images_per_s": round(args.batch_size * k / s_per_step, 2),
     }

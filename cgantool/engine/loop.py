@@ -166,8 +166,10 @@ class Trainer:
         return self.text is not None
 
     def autocast(self):
-        if self.device.type == "cuda" and self.cfg.train.amp == "bf16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast of G and D forwards where configured (train.amp on CUDA, train.cpu_amp on CPU)."""
+        amp = {"cuda": self.cfg.train.amp, "cpu": self.cfg.train.cpu_amp}.get(self.device.type, "none")
+        if amp == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     # Every draw is made for the global batch and sliced (engine/dist.py): N ranks = one process.
