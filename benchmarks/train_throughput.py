@@ -111,7 +111,7 @@ def main() -> None:
         "device": str(device), "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "world_size": info.world,
         "compile": args.compile, "channels_last": args.channels_last, "reuse_fake": args.reuse_fake,
-        "amp": {"cuda": cfg.train.amp, "cpu": cfg.train.cpu_amp}.get(device.type, "none"),
+        "amp": cfg.train.amp_on(device.type),
         "s_per_step": round(s_per_step, 5),
         "images_per_s": round(args.batch_size * k / s_per_step, 2),
     }

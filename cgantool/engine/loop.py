@@ -167,8 +167,7 @@ class Trainer:
 
     def autocast(self):
         """bf16 autocast of G and D forwards where configured (train.amp on CUDA, train.cpu_amp on CPU)."""
-        amp = {"cuda": self.cfg.train.amp, "cpu": self.cfg.train.cpu_amp}.get(self.device.type, "none")
-        if amp == "bf16":
+        if self.cfg.train.amp_on(self.device.type) == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
