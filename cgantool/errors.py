@@ -40,3 +40,19 @@ class GateFailed(Exception):
     """An evaluation bound (--max-fid / --min-is) was missed: exit code 1, not a usage error."""
 
     exit_code = 1
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr (markup in ``message`` is printed literally, never interpreted)."""
+    import sys
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(file=sys.stderr, highlight=False, soft_wrap=True).print(f"[yellow]warning:[/] {escape(printable(message))}")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (ANSI escapes, carriage returns, NUL...) shown as ``\\xNN`` escapes, so text
+    that came from a file (a checkpoint's metadata, a folder name) can never drive the terminal."""
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else ch.encode("unicode_escape").decode("ascii") for ch in text)

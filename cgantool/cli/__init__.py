@@ -57,7 +57,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    from cgantool.errors import printable
+
+    return escape(printable(text))
 
 
 def _version_callback(value: bool) -> None:
