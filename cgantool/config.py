@@ -29,7 +29,10 @@ class DataConfig(_Section):
     multi_object: bool = Field(False, description="'shapes' with 1-3 objects per image (for text-to-image).")
     root: str = Field("", description="Where cifar10/cifar100 live (or are downloaded to); '' = cgantool's cache dir.")
     image_root: str = Field("", description="Image directory for 'coco:' captions; '' = beside the JSON file.")
-    max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Stop when more than this fraction of images cannot be read.")
+    max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Stop when more than this fraction of images cannot be "
+                                    "read (or are too large); fewer are skipped, with a warning naming them.")
+    max_image_pixels: int = Field(50_000_000, ge=1, description="Images whose header claims more pixels (width x height) "
+                                  "are skipped without being decoded; 50 MP fits a 45 MP camera's full frame.")
 
 
 class ModelConfig(_Section):
@@ -223,11 +226,24 @@ def preset_path(name: str) -> Path:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; a missing, unreadable, non-UTF-8 or malformed file is a ConfigError."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}", hint="check the path given to --config") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory", hint="--config takes a .toml file") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}",
+                          hint="check the path given to --config") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line})",
+                          hint="TOML files are UTF-8: re-save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}", hint="fix the syntax of the file") from None
 
@@ -303,6 +319,27 @@ def validate_config(raw: dict[str, Any]) -> RunConfig:
         ) from None
 
 
+def check_tables(layer: dict[str, Any], where: str, model: type[BaseModel] = RunConfig, prefix: str = "") -> None:
+    """Every section of the schema (``train``, ``loss.infomax``...) that ``layer`` sets must be a table.
+
+    Checked per layer, before merging: a later layer's ``train.steps`` would otherwise silently replace a
+    scalar ``train = 5`` by ``{steps = ...}``, dropping every preset value of the section.
+    """
+    for key, value in layer.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue  # unknown keys are reported by validate_config
+        ann, dotted = field.annotation, f"{prefix}{key}"
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if not isinstance(value, dict):
+                shown = json.dumps(value) if isinstance(value, (str, int, float, bool, list)) else type(value).__name__
+                raise ConfigError(
+                    f"{dotted} must be a table, got {shown} ({where})",
+                    hint=f"set keys inside it: a [{dotted}] section in TOML, or --set {dotted}.KEY=VALUE",
+                )
+            check_tables(value, where, ann, dotted + ".")
+
+
 def resolve_config(
     preset: str,
     config_file: str | Path | None = None,
@@ -312,14 +349,30 @@ def resolve_config(
     """Layer preset TOML → --config file → --set key=value → explicit flags (dotted keys), then validate."""
     raw = read_toml(preset_path(preset))
     raw["preset"] = preset
+    return validate_config(layer_config(raw, config_file, sets, flags))
+
+
+def layer_config(
+    base: dict[str, Any],
+    config_file: str | Path | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    flags: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``base`` (a preset's TOML, or a run's stored config) with --config, --set and flags layered on, unvalidated."""
+    raw = dict(base)
+    check_tables(raw, "in the base config")
     if config_file:
-        raw = deep_merge(raw, read_toml(Path(config_file)))
+        layer = read_toml(Path(config_file))
+        check_tables(layer, f"in --config {config_file}")
+        raw = deep_merge(raw, layer)
     for assignment in sets:
-        raw = deep_merge(raw, parse_set(assignment))
+        layer = parse_set(assignment)
+        check_tables(layer, f"from --set {assignment}")
+        raw = deep_merge(raw, layer)
     for dotted, value in (flags or {}).items():
         if value is not None:
             raw = deep_merge(raw, _nest(dotted, value))
-    return validate_config(raw)
+    return raw
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:

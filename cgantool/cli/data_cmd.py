@@ -32,19 +32,45 @@ def export(
 
     name, res = parse_source(source)
     cfg = DataConfig(source=name, resolution=resolution or res or 32, num_images=num_images, shapes_seed=seed)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise CgantoolError(f"output folder {out} is not empty", hint="choose another folder or pass --force")
+    check_output_folder(out, force)  # before any work: a bad path must not cost a dataset decode
     data = load_dataset(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     width = len(str(len(data) - 1))
     lines = []
-    for i in range(len(data)):
-        sub = data.class_names[int(data.labels[i])] if data.labels is not None and data.class_names else ""
-        rel = Path(sub) / f"{i:0{width}d}.png" if sub else Path(f"{i:0{width}d}.png")
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        save_png(data.images[i], out / rel)
-        for caption in (data.captions[i] if data.captions else []):
-            lines.append(json.dumps({"file": rel.as_posix(), "caption": caption}))
-    if lines:
-        (out / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for i in range(len(data)):
+            sub = data.class_names[int(data.labels[i])] if data.labels is not None and data.class_names else ""
+            rel = Path(sub) / f"{i:0{width}d}.png" if sub else Path(f"{i:0{width}d}.png")
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            save_png(data.images[i], out / rel)
+            for caption in (data.captions[i] if data.captions else []):
+                lines.append(json.dumps({"file": rel.as_posix(), "caption": caption}))
+        if lines:
+            (out / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    except OSError as e:
+        raise CgantoolError(f"cannot write to {out}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""),
+                            hint="check the free space and permissions of the output folder") from None
     err_console.print(f"wrote {len(data)} images{' and captions.jsonl' if lines else ''} to {out}")
+
+
+def check_output_folder(out: Path, force: bool) -> None:
+    """``out`` can become a folder we write into: an empty (or --force) folder, or a new one under a writable folder."""
+    import os
+
+    from cgantool.errors import CgantoolError
+
+    if out.exists() and not out.is_dir():
+        raise CgantoolError(f"output path {out} is a file, not a folder", hint="choose a folder path (new or empty)")
+    if out.is_dir():
+        if any(out.iterdir()) and not force:
+            raise CgantoolError(f"output folder {out} is not empty", hint="choose another folder or pass --force")
+        existing = out
+    else:
+        existing = out.absolute().parent
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise CgantoolError(f"cannot create output folder {out}: {existing} is a file",
+                                hint="choose a folder path whose parents are folders")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CgantoolError(f"cannot write to {existing}", hint="choose a folder you can write to")

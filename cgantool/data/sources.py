@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +23,16 @@ import numpy as np
 import torch
 
 from cgantool.config import DataConfig
-from cgantool.errors import DataError
+from cgantool.errors import DataError, warn
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 16-bit images scaled to 8 bits (1 clipped them), skipped files named in the cache entry
+# Pixels being decoded at once across the decode threads: small images decode in parallel, large ones take turns,
+# so the peak memory of a cache build stays near DECODE_PIXEL_BUDGET * ~8 bytes whatever the files claim. (Files
+# over data.max_image_pixels are skipped from their header, never decoded; Pillow's decompression-bomb guard stays.)
+DECODE_PIXEL_BUDGET = 100_000_000
+TRIM_AFTER_PIXELS = 4_000_000  # after decoding an image this large, freed memory goes back to the OS (see _trim)
+NAMED_BAD_FILES = 3  # skipped files named in the warning
 SOURCES_HINT = "use --data shapes[:RES], cifar10, cifar100, an image folder, a captions .jsonl or coco:CAPTIONS.json"
 
 
@@ -78,6 +85,25 @@ def parse_source(text: str) -> tuple[str, int | None]:
     return text, None
 
 
+BUILTIN_SOURCES = ("shapes", "shapes-multi", "cifar10", "cifar100")
+
+
+def absolute_paths(cfg: DataConfig) -> DataConfig:
+    """``cfg`` with its paths (an image folder, a .jsonl, ``coco:FILE``, ``root``, ``image_root``) made absolute
+    against the working directory, so a run resumes, samples and evaluates from any other directory."""
+    import os
+
+    def absolute(text: str) -> str:
+        return os.path.abspath(os.path.expanduser(text)) if text else text
+
+    source = cfg.source
+    if source.startswith("coco:"):
+        source = "coco:" + absolute(source[5:])
+    elif source not in BUILTIN_SOURCES:
+        source = absolute(source)
+    return cfg.model_copy(update={"source": source, "root": absolute(cfg.root), "image_root": absolute(cfg.image_root)})
+
+
 def load_dataset(cfg: DataConfig) -> ImageDataset:
     """Build the dataset named by ``cfg.source`` at ``cfg.resolution``."""
     source = cfg.source
@@ -102,6 +128,16 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     raise DataError(f"unsupported data source '{source}'", hint=SOURCES_HINT)
 
 
+def shown_path(path: Path | str) -> str:
+    """A path (or name) as text that is valid UTF-8: bytes that are not (a Latin-1 folder name on Linux, which
+    Python carries as surrogates) appear as ``\\xNN``."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _require(path: Path) -> None:
     if not path.exists():
         raise DataError(f"data not found: {path}", hint=SOURCES_HINT)
@@ -112,7 +148,7 @@ def _stamp(files: list[Path]) -> str:
     h = hashlib.sha1()
     for f in files:
         st = f.stat()
-        h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
+        h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -122,7 +158,8 @@ def _stamp(files: list[Path]) -> str:
 
 def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[], dict[str, Any]]) -> ImageDataset:
     """Load ``key`` at ``cfg.resolution`` from the cache, building it (atomically) on a miss."""
-    key = {**key, "resolution": cfg.resolution, "cache_version": CACHE_VERSION}
+    key = {**key, "resolution": cfg.resolution, "max_image_pixels": cfg.max_image_pixels,
+           "cache_version": CACHE_VERSION}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     entry = cache_dir() / "data" / f"{key['kind']}-{cfg.resolution}-{digest}"
     if not (entry / "meta.json").exists():
@@ -137,6 +174,9 @@ def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[], dict[str, 
         else:
             os.replace(tmp, entry)
     meta = json.loads((entry / "meta.json").read_text())
+    if _is_main_process():  # on every load, cached or not: what was skipped changes what is trained
+        for notice in meta.get("notices", []):
+            warn(notice)
     with warnings.catch_warnings():  # a read-only memory map is what we want: training never writes to it
         warnings.simplefilter("ignore", UserWarning)
         images = torch.from_numpy(np.load(entry / "images.npy", mmap_mode="r"))
@@ -152,30 +192,123 @@ def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[], dict[str, 
     )
 
 
-def _decode_all(files: list[Path], resolution: int, max_bad_fraction: float) -> tuple[np.ndarray, list[int]]:
-    """Decode, centre-crop and antialias-resize every file to uint8 [N, 3, R, R]; returns (images, good indices)."""
+class _PixelBudget:
+    """Lets decode threads hold at most ``budget`` pixels at once (one image over the budget runs alone)."""
+
+    def __init__(self, budget: int):
+        self.budget, self.in_use = budget, 0
+        self.cond = threading.Condition()
+
+    def acquire(self, pixels: int) -> int:
+        pixels = min(pixels, self.budget)
+        with self.cond:
+            while self.in_use and self.in_use + pixels > self.budget:
+                self.cond.wait()
+            self.in_use += pixels
+        return pixels
+
+    def release(self, pixels: int) -> None:
+        with self.cond:
+            self.in_use -= pixels
+            self.cond.notify_all()
+
+
+def _trim() -> None:
+    """Return freed heap memory to the OS (glibc; a no-op elsewhere). Each decode thread has its own malloc arena,
+    which keeps what a large image freed: six 49 MP PNGs through 8 threads peaked at 1.9 GB without this, 0.4 GB
+    with it (a bare decode loop, one image at a time)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
+
+
+def _to_8bit(img: Any) -> Any:
+    """16-bit grayscale ('I;16*', and 'I' as Pillow opens 16-bit PNG/TIFF) scaled to 8 bits: round(v / 257), so
+    65535 → 255. (Pillow's convert('RGB') clips these at 255 instead: a 16-bit photo turns almost white.)"""
+    from PIL import Image
+
+    if not (img.mode.startswith("I;16") or img.mode == "I"):
+        return img
+    v = np.asarray(img).astype(np.uint32) if img.mode != "I" else np.clip(np.asarray(img), 0, 65535).astype(np.uint32)
+    return Image.fromarray(((v + 128) // 257).astype(np.uint8), "L")  # floor((v + 128) / 257) = round(v / 257)
+
+
+def _decode_one(f: Path, resolution: int, max_pixels: int, budget: _PixelBudget) -> np.ndarray | str:
+    """uint8 [3, R, R], or why the file was skipped. The size comes from the header before anything is decoded."""
     from PIL import Image, ImageOps
 
-    def decode(f: Path) -> np.ndarray | None:
-        try:
-            with Image.open(f) as img:
-                img = ImageOps.fit(img.convert("RGB"), (resolution, resolution), Image.Resampling.BICUBIC)
+    try:
+        with Image.open(f) as src:
+            width, height = src.size
+            if width * height > max_pixels:
+                return f"{width}x{height} pixels, over data.max_image_pixels = {max_pixels}"
+            held = budget.acquire(width * height)
+            try:
+                img = _to_8bit(src)
+                img = img if img.mode == "RGB" else img.convert("RGB")  # convert('RGB') of RGB is a full copy
+                img = ImageOps.fit(img, (resolution, resolution), Image.Resampling.BICUBIC)
                 return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
-        except Exception:
-            return None
+            finally:
+                src.close()  # frees the decoded pixels now
+                if width * height >= TRIM_AFTER_PIXELS:
+                    _trim()
+                budget.release(held)
+    except FileNotFoundError:
+        return "missing"
+    except Image.DecompressionBombError:
+        return "over Pillow's decompression-bomb limit"
+    except Exception as e:  # any file Pillow cannot read is skipped and counted, never fatal on its own
+        if isinstance(e, Image.UnidentifiedImageError):
+            return "not a readable image"
+        return f"unreadable ({type(e).__name__})"
 
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        decoded = list(pool.map(decode, files))
-    good = [i for i, img in enumerate(decoded) if img is not None]
-    bad = len(files) - len(good)
-    if not good or bad > max_bad_fraction * len(files):
-        first = next(files[i] for i, img in enumerate(decoded) if img is None)
+
+def _decode_all(
+    files: list[Path], cfg: DataConfig, root: Path | None = None
+) -> tuple[np.ndarray, list[int], list[str]]:
+    """Decode, centre-crop and antialias-resize every file to uint8 [N, 3, R, R].
+
+    Returns (images, good indices, notices): a notice names how many files were skipped and the first few, with
+    why. More than ``cfg.max_bad_fraction`` skipped is a DataError. Paths are shown relative to ``root``.
+    """
+    from PIL import Image
+
+    budget = _PixelBudget(DECODE_PIXEL_BUDGET)
+    with warnings.catch_warnings():  # oversized files are skipped and named by us; Pillow's warning would repeat it
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            decoded = list(pool.map(lambda f: _decode_one(f, cfg.resolution, cfg.max_image_pixels, budget), files))
+    good = [i for i, img in enumerate(decoded) if not isinstance(img, str)]
+    bad = [i for i, img in enumerate(decoded) if isinstance(img, str)]
+
+    def name(i: int) -> str:
+        f = files[i]
+        rel = f.relative_to(root) if root is not None and f.is_relative_to(root) else f
+        return f"{shown_path(rel)} ({decoded[i]})"
+
+    if not good or len(bad) > cfg.max_bad_fraction * len(files):
         raise DataError(
-            f"{bad} of {len(files)} images could not be read (first: {first})",
-            hint="remove or fix the broken files, or raise data.max_bad_fraction",
+            f"{len(bad)} of {len(files)} images could not be read (first: {name(bad[0])})",
+            hint="remove, fix or downscale those files, or raise data.max_bad_fraction (or data.max_image_pixels)",
         )
-    images = np.stack([decoded[i] for i in good]) if good else np.zeros((0, 3, resolution, resolution), np.uint8)
-    return images, good
+    notices = []
+    if bad:
+        named = ", ".join(name(i) for i in bad[:NAMED_BAD_FILES])
+        more = f" and {len(bad) - NAMED_BAD_FILES} more" if len(bad) > NAMED_BAD_FILES else ""
+        where = f" in {shown_path(root)}" if root is not None else ""
+        notices.append(f"skipped {len(bad)} of {len(files)} images{where}: {named}{more}")
+    images = np.stack([decoded[i] for i in good])
+    return images, good, notices
 
 
 def _list_images(root: Path) -> list[Path]:
@@ -205,59 +338,115 @@ def _folder(root: Path, files: list[Path], cfg: DataConfig) -> dict[str, Any]:
         raise DataError(f"no images found in {root}", hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files there")
     rel_parts = [f.relative_to(root).parts for f in files]
     conditional = all(len(p) > 1 for p in rel_parts)
-    class_names = sorted({p[0] for p in rel_parts}) if conditional else []
-    images, good = _decode_all(files, cfg.resolution, cfg.max_bad_fraction)
-    out: dict[str, Any] = {"images": images, "class_names": class_names, "num_bad": len(files) - len(good)}
+    # Class names are text everywhere (checkpoint, sample grids, export): bytes that are not UTF-8 become \xNN.
+    class_of = [shown_path(p[0]) for p in rel_parts] if conditional else []
+    class_names = sorted(set(class_of))
+    images, good, notices = _decode_all(files, cfg, root)
+    out: dict[str, Any] = {"images": images, "class_names": class_names, "num_bad": len(files) - len(good),
+                           "notices": notices}
     if conditional:
         index = {name: i for i, name in enumerate(class_names)}
-        out["labels"] = [index[rel_parts[i][0]] for i in good]
+        out["labels"] = [index[class_of[i]] for i in good]
     return out
 
 
-def _caption_records(records: list[tuple[Path, str]], cfg: DataConfig) -> dict[str, Any]:
+def _caption_records(
+    records: list[tuple[Path, str]], cfg: DataConfig, root: Path, notices: list[str]
+) -> dict[str, Any]:
     """Group (file, caption) pairs by file, decode each file once."""
     by_file: dict[Path, list[str]] = {}
     for f, caption in records:
         by_file.setdefault(f, []).append(caption)
     files = list(by_file)
     if not files:
-        raise DataError("the captions file lists no images", hint="each line needs a file and a caption")
+        raise DataError("the captions file lists no captioned images", hint="each line needs a file and a caption")
     missing = [f for f in files if not f.exists()]
     if len(missing) > cfg.max_bad_fraction * len(files):
         raise DataError(
-            f"{len(missing)} of {len(files)} captioned images are missing (first: {missing[0]})",
+            f"{len(missing)} of {len(files)} captioned images are missing (first: {shown_path(missing[0])})",
             hint="check the image paths (relative to the captions file, or data.image_root for COCO)",
         )
-    images, good = _decode_all(files, cfg.resolution, cfg.max_bad_fraction)
+    images, good, bad_notices = _decode_all(files, cfg, root)
     captions = [by_file[files[i]] for i in good]
     mentions_sides = any(w in c.lower().split() for cs in captions for c in cs for w in ("left", "right"))
-    return {"images": images, "captions": captions, "num_bad": len(files) - len(good), "hflip_safe": not mentions_sides}
+    return {"images": images, "captions": captions, "num_bad": len(files) - len(good), "hflip_safe": not mentions_sides,
+            "notices": notices + bad_notices}
+
+
+def _caption_text(caption: Any, where: str) -> str | None:
+    """A caption as text; None for a missing one (null or blank), which is skipped, never trained as 'None'."""
+    if caption is None or (isinstance(caption, str) and not caption.strip()):
+        return None
+    if not isinstance(caption, str):
+        raise DataError(f"{where}: the caption is {json.dumps(caption)}, not text",
+                        hint='each caption must be a string: {"file": "...", "caption": "a red square"}')
+    return caption
+
+
+def _no_caption_notice(lines: list[str], total: int, path: Path) -> list[str]:
+    if not lines:
+        return []
+    more = f" and {len(lines) - NAMED_BAD_FILES} more" if len(lines) > NAMED_BAD_FILES else ""
+    named = ", ".join(lines[:NAMED_BAD_FILES]) + more
+    return [f"skipped {len(lines)} of {total} captions in {shown_path(path)} that are null or empty ({named})"]
+
+
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file; anything else is a DataError naming the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(f"{shown_path(path)}:{line} is not UTF-8 text (byte 0x{data[e.start]:02x})",
+                        hint="captions files are UTF-8: re-save the file as UTF-8") from None
 
 
 def _jsonl(path: Path, cfg: DataConfig) -> dict[str, Any]:
-    records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    records, no_caption, total = [], [], 0
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            records.append((path.parent / row["file"], str(row["caption"])))
+            file, caption = row["file"], row["caption"]
+            if not isinstance(file, str):
+                raise TypeError
         except (json.JSONDecodeError, KeyError, TypeError):
             raise DataError(
-                f"{path}:{n} is not a captions record", hint='each line must be {"file": "...", "caption": "..."}'
+                f"{shown_path(path)}:{n} is not a captions record",
+                hint='each line must be {"file": "...", "caption": "..."}',
             ) from None
-    return _caption_records(records, cfg)
+        total += 1
+        text = _caption_text(caption, f"{shown_path(path)}:{n}")
+        if text is None:
+            no_caption.append(f"line {n}")
+        else:
+            records.append((path.parent / file, text))
+    return _caption_records(records, cfg, path.parent, _no_caption_notice(no_caption, total, path))
 
 
 def _coco(ann: Path, cfg: DataConfig) -> dict[str, Any]:
+    text = _read_text(ann)
     try:
-        doc = json.loads(ann.read_text())
+        doc = json.loads(text)
         names = {img["id"]: img["file_name"] for img in doc["images"]}
-        pairs = [(names[a["image_id"]], a["caption"].strip()) for a in doc["annotations"]]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise DataError(f"{ann} is not a COCO captions file", hint="expected captions_train2014.json-style JSON") from None
+        pairs = [(names[a["image_id"]], a.get("caption"), a.get("id", i)) for i, a in enumerate(doc["annotations"])]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise DataError(f"{shown_path(ann)} is not a COCO captions file",
+                        hint="expected captions_train2014.json-style JSON") from None
     root = Path(cfg.image_root).expanduser() if cfg.image_root else ann.parent
-    return _caption_records([(root / name, caption) for name, caption in pairs], cfg)
+    records, no_caption = [], []
+    for name, caption, ann_id in pairs:
+        text_ = _caption_text(caption, f"{shown_path(ann)}: annotation {ann_id}")
+        if text_ is None:
+            no_caption.append(f"annotation {ann_id}")
+        elif not isinstance(name, str):
+            raise DataError(f"{shown_path(ann)}: image file_name {json.dumps(name)} is not text",
+                            hint="expected captions_train2014.json-style JSON")
+        else:
+            records.append((root / name, text_.strip()))
+    return _caption_records(records, cfg, root, _no_caption_notice(no_caption, len(pairs), ann))
 
 
 _CIFAR_URL = {
