@@ -36,6 +36,21 @@ class OfflineError(CgantoolError):
     """Something had to be downloaded and could not be."""
 
 
+class TrainingError(CgantoolError):
+    """The run itself failed (diverged, or a checkpoint could not be written): exit code 1; the last good
+    checkpoint is kept and named."""
+
+    exit_code = 1
+
+
+class Interrupted(CgantoolError):
+    """A stop signal (Ctrl-C, SIGTERM, SIGHUP): a checkpoint was written; exit code 128 + the signal number."""
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 130):
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+
+
 class GateFailed(Exception):
     """An evaluation bound (--max-fid / --min-is) was missed: exit code 1, not a usage error."""
 

@@ -34,15 +34,45 @@ def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return a + (b - a) * t if 0.0 < t < 1.0 else (a.clone() if t == 0.0 else b.clone())
 
 
+MAX_WALK_IMAGES = 10_000  # frames x rows of one walk: a GIF or strip is assembled in memory
+OUTPUT_SUFFIXES = (".gif", ".png", "")  # animated GIF, PNG strip, folder of frames
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``'1,2,3'`` → [1, 2, 3]; anything else is one CgantoolError."""
+    seeds = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            seeds.append(int(part))
+        except ValueError:
+            raise CgantoolError(f"--seeds takes comma-separated integers, not '{part.strip()}'",
+                                hint="e.g. --seeds 1,2,3") from None
+    return seeds
+
+
+def walk_length(num_keys: int, frames: int, loop: bool, rows: int = 1) -> int:
+    """Frames of a walk over ``num_keys`` keys (``frames`` per segment, the last key unless looping); refuses walks
+    of under two keys or frames, and walks of more than ``MAX_WALK_IMAGES`` images (frames x rows)."""
+    if num_keys < 2:
+        raise CgantoolError("an interpolation needs at least two keys", hint="e.g. --seeds 1,2 or --classes a,b")
+    if frames < 2:
+        raise CgantoolError("--frames must be at least 2", hint="e.g. --frames 24")
+    T = (num_keys if loop else num_keys - 1) * frames + (0 if loop else 1)
+    if T * rows > MAX_WALK_IMAGES:
+        raise CgantoolError(f"this walk is {T:,} frames x {rows} row(s) = {T * rows:,} images; at most "
+                            f"{MAX_WALK_IMAGES:,} per call",
+                            hint="use fewer --frames, keys or --rows (a GIF or strip is assembled in memory)")
+    return T
+
+
 def walk_positions(num_keys: int, frames: int, loop: bool) -> list[tuple[int, int, float]]:
     """(from key, to key, t) for every frame: ``frames`` per segment, the last key included unless looping.
 
     Keys k0..kn-1 give n-1 segments (n with --loop, back to k0); frame 0 is exactly key 0.
     """
-    if num_keys < 2:
-        raise CgantoolError("an interpolation needs at least two keys", hint="e.g. --seeds 1,2 or --classes a,b")
-    if frames < 2:
-        raise CgantoolError("--frames must be at least 2", hint="e.g. --frames 24")
+    walk_length(num_keys, frames, loop)
     segments = num_keys if loop else num_keys - 1
     out = [(s, (s + 1) % num_keys, f / frames) for s in range(segments) for f in range(frames)]
     if not loop:
@@ -59,10 +89,10 @@ def interpolate_keys(keys: torch.Tensor, frames: int, method: str, loop: bool) -
 
 
 @torch.no_grad()
-def prompt_walk(G, z: torch.Tensor, text, positions: list[tuple[int, int, float]], device) -> torch.Tensor:
+def prompt_walk(G, z: torch.Tensor, text, positions: list[tuple[int, int, float]], device, check=None) -> torch.Tensor:
     """Frames of a caption morph at fixed z: frame (i, j, t) conditions on (1 - t) · caption i + t · caption j
     (sentence features and the word contexts mixed; ``XMCGenerator.forward(mix=...)``).
-    z [R, D], text: K captions → uint8 [T * R, 3, H, W] (frame-major)."""
+    z [R, D], text: K captions → uint8 [T * R, 3, H, W] (frame-major). ``check``: a ``sampling.ImageCheck``."""
     from cgantool.data.batches import to_uint8
 
     was_training = G.training
@@ -74,7 +104,10 @@ def prompt_walk(G, z: torch.Tensor, text, positions: list[tuple[int, int, float]
         for i, j, t in positions:
             a = text[torch.full((R,), i, dtype=torch.int64)].to(device)
             b = text[torch.full((R,), j, dtype=torch.int64)].to(device)
-            out.append(to_uint8(G(zd, a, mix=(b, t))).cpu())
+            fake_img = G(zd, a, mix=(b, t))  # [R, 3, H, W]
+            if check is not None:
+                check.add(fake_img)
+            out.append(to_uint8(fake_img).cpu())
     finally:
         G.train(was_training)
     return torch.cat(out)
@@ -84,7 +117,17 @@ def write_frames(frames_u8: torch.Tensor, out: Path, fps: int) -> str:
     """frames [T, R, 3, H, W] uint8 → animated GIF (R images stacked per frame), PNG strip (R rows × T), or DIR.
 
     GIF and strip show images under 64 px enlarged (``sampling.grid_scale``); DIR frames keep the resolution.
+    A failed write (disk full, ...) is one CgantoolError.
     """
+    from cgantool.sampling import write_error
+
+    try:
+        return _write_frames(frames_u8, out, fps)
+    except OSError as e:
+        raise write_error(out, e) from None
+
+
+def _write_frames(frames_u8: torch.Tensor, out: Path, fps: int) -> str:
     from PIL import Image
     from torchvision.utils import make_grid
 

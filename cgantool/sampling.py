@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -37,6 +35,27 @@ def latents(seed: int, indices: range | list[int], z_dim: int, truncation: float
     return torch.stack(rows) if rows else torch.empty(0, z_dim)
 
 
+class ImageCheck:
+    """Counts generated images with NaN or inf pixels (``to_uint8`` writes those pixels black); :meth:`warn` says
+    so in one line, once for a whole command."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.nonfinite = 0
+
+    def add(self, images: torch.Tensor) -> None:
+        """images float [B, 3, H, W], straight from G."""
+        self.images += images.shape[0]
+        self.nonfinite += int((~torch.isfinite(images)).flatten(1).any(1).sum())
+
+    def warn(self) -> None:
+        if self.nonfinite:
+            from cgantool.errors import warn
+
+            warn(f"{self.nonfinite} of {self.images} images came out of the generator with NaN or inf pixels "
+                 "(written black there): the model is numerically broken at these inputs")
+
+
 @torch.no_grad()
 def generate(
     G: nn.Module,
@@ -44,8 +63,11 @@ def generate(
     labels: torch.Tensor | None = None,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
+    check: ImageCheck | None = None,
 ) -> torch.Tensor:
-    """Run G (in eval mode) over z in batches; returns uint8 images [N, 3, R, R] on the CPU."""
+    """Run G (in eval mode) over z in batches; returns uint8 images [N, 3, R, R] on the CPU.
+
+    ``check`` (optional) counts the images with non-finite pixels."""
     was_training = G.training
     G.eval()
     out = []
@@ -53,10 +75,126 @@ def generate(
         for start in range(0, z.shape[0], batch_size):
             zb = z[start : start + batch_size].to(device)
             yb = labels[start : start + batch_size].to(device) if labels is not None else None
-            out.append(to_uint8(G(zb, yb)).cpu())
+            fake_img = G(zb, yb)  # [B, 3, R, R] in [-1, 1]
+            if check is not None:
+                check.add(fake_img)
+            out.append(to_uint8(fake_img).cpu())
     finally:
         G.train(was_training)
     return torch.cat(out) if out else torch.empty(0, dtype=torch.uint8)
+
+
+MAX_SAMPLES = 10_000_000  # images per `sample` call (one PNG each); memory does not grow with the count
+MAX_BATCH = 4096  # images per forward pass
+GRID_MAX_IMAGES = 1024  # grid.png shows the first images only
+
+
+def check_counts(n: int, batch_size: int) -> None:
+    """Refuse ``sample`` counts past the documented bounds (one line, before anything is loaded or written)."""
+    from cgantool.errors import CgantoolError
+
+    if n > MAX_SAMPLES:
+        raise CgantoolError(f"{n:,} images is more than one sample call writes (at most {MAX_SAMPLES:,})",
+                            hint="run sample several times with different --seed values and --out folders")
+    if batch_size > MAX_BATCH:
+        raise CgantoolError(f"--batch-size {batch_size:,} is more than {MAX_BATCH} images per forward pass",
+                            hint="use e.g. --batch-size 256; the images do not depend on the batch size")
+
+
+def check_output(out, *, folder: bool, force: bool, what: str = "--out") -> None:
+    """Refuse an output path that cannot be written, before anything is computed: an existing file where a folder
+    goes (or the reverse), a path under a file, a non-empty folder or an existing file without ``force``, or a
+    folder this user may not write to."""
+    import os
+    from pathlib import Path
+
+    from cgantool.errors import CgantoolError
+
+    out = Path(out)
+    hint = f"choose another {what}" + (" or pass --force" if out.exists() and not force else "")
+    if out.exists():
+        if folder and not out.is_dir():
+            raise CgantoolError(f"{what} {out} is a file, not a folder", hint=f"choose a folder path for {what}")
+        if not folder and out.is_dir():
+            raise CgantoolError(f"{what} {out} is a folder", hint=f"choose a file path for {what} or drop its suffix")
+        if not force and (not folder or any(out.iterdir())):
+            raise CgantoolError(f"{out} already exists" if not folder else f"output folder {out} is not empty", hint=hint)
+        parent = out if folder else out.parent
+    else:
+        parent = out.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise CgantoolError(f"cannot create {what} {out}: {parent} is a file, not a folder", hint=hint)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CgantoolError(f"cannot write {what} {out}: {parent} is not writable", hint=hint)
+
+
+def write_error(path, e: OSError):
+    """An OSError while writing outputs → one CgantoolError line."""
+    from cgantool.errors import CgantoolError
+
+    return CgantoolError(f"could not write {path}: {e.strerror or e}", hint="check the disk space and --out")
+
+
+@torch.no_grad()
+def sample_to_folder(
+    G: nn.Module,
+    out,
+    *,
+    n: int,
+    seed: int,
+    labels_of,
+    batch_size: int,
+    device,
+    truncation: float | None = None,
+    grid_nrow: int | None = None,
+    prompts: list[str] | None = None,
+) -> int:
+    """Write images 0..n-1 as PNGs into ``out``, one batch at a time: memory does not depend on ``n``.
+
+    ``labels_of(idx [B])`` gives the batch's labels (class indices, a TextCond, or None). ``grid_nrow`` (None: no
+    grid) writes grid.png of the first ``GRID_MAX_IMAGES`` images; ``prompts`` writes prompts.tsv (image → caption).
+    Returns how many images the grid shows (0 without a grid)."""
+    from pathlib import Path
+
+    out = Path(out)
+    width = max(4, len(str(n - 1)))
+    shown = min(n, GRID_MAX_IMAGES) if grid_nrow is not None else 0
+    kept: list[torch.Tensor] = []
+    check = ImageCheck()
+    was_training = G.training
+    G.eval()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(start + batch_size, n))  # [B]
+            gen_z = latents(seed, range(start, start + len(idx)), G.z_dim, truncation=truncation).to(device)
+            cond = labels_of(idx)
+            fake_img = G(gen_z, cond.to(device) if cond is not None else None)  # [B, 3, R, R]
+            check.add(fake_img)
+            images = to_uint8(fake_img).cpu()
+            for i, img in zip(idx.tolist(), images):
+                save_png(img, out / f"{i:0{width}d}.png")
+            if start < shown:
+                kept.append(images[: shown - start])
+        if prompts is not None:
+            from cgantool.checkpoint import atomic_write
+
+            def write_tsv(tmp):
+                with open(tmp, "w") as f:
+                    for i in range(n):
+                        f.write(f"{i:0{width}d}.png\t{prompts[i % len(prompts)]}\n")
+
+            atomic_write(out / "prompts.tsv", write_tsv)
+        if shown:
+            save_grid(torch.cat(kept), out / "grid.png", nrow=grid_nrow)
+    except OSError as e:
+        raise write_error(out, e) from None
+    finally:
+        G.train(was_training)
+    check.warn()
+    return shown
 
 
 def default_labels(n: int, num_classes: int) -> torch.Tensor | None:
@@ -118,7 +256,7 @@ def resolve_class(ckpt, value: str) -> int:
         raise CgantoolError(f"this {ckpt.preset} model is {kind}: it takes no class",
                             hint="drop --class/--classes/--per-class" + (" and pass --prompt" if kind == "text-to-image" else ""))
     value = value.strip()
-    if value.lstrip("-").isdigit():
+    if value.lstrip("-").isascii() and value.lstrip("-").isdigit():  # ('²'.isdigit() is True, int('²') fails)
         idx = int(value)
         if not 0 <= idx < num:
             raise CgantoolError(f"class {idx} is out of range (the model has {num} classes: 0-{num - 1})",
@@ -135,7 +273,9 @@ def resolve_class(ckpt, value: str) -> int:
 
 
 def class_labels(ckpt, n: int, one: str | None, many: str | None, per_class: int | None):
-    """(n, labels [n] or None) for the sample command's class options; default: class i % C."""
+    """(n, labels_of) for the sample command's class options: ``labels_of(idx [B])`` gives the labels [B] of images
+    ``idx`` (or None for a model without classes), so no label list as long as n is ever built.
+    Default: class i % C for image i."""
     from cgantool.errors import CgantoolError
 
     given = [o for o in (one, many, per_class) if o is not None]
@@ -144,18 +284,19 @@ def class_labels(ckpt, n: int, one: str | None, many: str | None, per_class: int
     conditional = ckpt.config.model.conditioning == "class"
     num = len(ckpt.data_info.get("class_names", [])) if conditional else 0
     if one is not None:
-        return n, torch.full((n,), resolve_class(ckpt, one), dtype=torch.int64)
+        c = resolve_class(ckpt, one)
+        return n, lambda idx: torch.full_like(idx, c)
     if many is not None:
-        idx = [resolve_class(ckpt, v) for v in many.split(",") if v.strip()]
-        if not idx:
+        chosen = torch.tensor([resolve_class(ckpt, v) for v in many.split(",") if v.strip()], dtype=torch.int64)
+        if not len(chosen):
             raise CgantoolError("--classes is empty", hint="e.g. --classes red_circle,blue_square")
-        return n, torch.tensor(idx, dtype=torch.int64).repeat(math.ceil(n / len(idx)))[:n]
+        return n, lambda idx: chosen[idx % len(chosen)]
     if per_class is not None:
         if num == 0:
             resolve_class(ckpt, "0")  # raises the unconditional error
         # row r holds image r of every class: columns are classes
-        return per_class * num, torch.arange(num).repeat(per_class)
-    return n, default_labels(n, num)
+        return per_class * num, lambda idx: idx % num
+    return n, (lambda idx: idx % num) if num > 0 else (lambda idx: None)
 
 
 def check_prompts(ckpt, prompts: list[str] | None, prompts_file) -> list[str] | None:
@@ -181,9 +322,10 @@ def check_prompts(ckpt, prompts: list[str] | None, prompts_file) -> list[str] | 
     return prompts
 
 
-def encode_prompts(ckpt, prompts: list[str], device) -> "TextCond":  # noqa: F821
+def encode_prompts(ckpt, prompts: list[str], device, allow_download: bool = False) -> "TextCond":  # noqa: F821
     """Prompts → TextCond with the text encoder the checkpoint recorded (its weights travel in the file for
-    the builtin encoder). Words outside a builtin vocabulary follow the run's ``text.unknown_words``."""
+    the builtin encoder). Words outside a builtin vocabulary follow the run's ``text.unknown_words``. An ``hf:``
+    encoder named by the file is loaded from local files only unless ``allow_download`` (the user's flag)."""
     from cgantool.text.encoders import from_info
 
     info = ckpt.data_info.get("text")
@@ -192,11 +334,30 @@ def encode_prompts(ckpt, prompts: list[str], device) -> "TextCond":  # noqa: F82
 
         raise CheckpointError("this text-to-image checkpoint lacks its text encoder description",
                               hint="it was not written by cgantool train --preset xmcgan")
-    encoder = from_info(info, ckpt.tensors("text_encoder") if ckpt.has("text_encoder") else None).to(device)
+    from cgantool.errors import CgantoolError, CheckpointError
+
+    def broken(e) -> CheckpointError:
+        return CheckpointError(f"{ckpt.path}: its text encoder does not load ({e})",
+                               hint="the file was damaged or edited; use another checkpoint")
+
+    has = ckpt.has("text_encoder")
+    if not isinstance(info, dict) or "encoder" not in info:
+        raise broken("data_info.text names no encoder")
+    try:
+        if has and info["encoder"] == "builtin":
+            # shapes first, on the meta device: the vocabulary and dim in the metadata must fit the tensors
+            with torch.device("meta"):
+                from_info(info, {k: torch.empty(v, device="meta") for k, v in ckpt.shapes("text_encoder").items()})
+        encoder = from_info(info, ckpt.tensors("text_encoder") if has else None,
+                            allow_download=allow_download).to(device)
+    except CgantoolError:
+        raise
+    except (RuntimeError, ValueError, TypeError, KeyError) as e:
+        raise broken(e) from None
     return encoder.encode(prompts)
 
 
-def prompt_conditions(ckpt, n: int, prompts: list[str] | None, device):
+def prompt_conditions(ckpt, n: int, prompts: list[str] | None, device, allow_download: bool = False):
     """(TextCond for n images cycling through the prompts, or None for a model that takes no prompt)."""
     from cgantool.errors import CgantoolError
 
@@ -205,5 +366,5 @@ def prompt_conditions(ckpt, n: int, prompts: list[str] | None, device):
     if not prompts:
         raise CgantoolError(f"this {ckpt.preset} model is text-to-image: it needs a caption",
                             hint='pass --prompt "a large blue square in the center" or --prompts-file FILE')
-    cond = encode_prompts(ckpt, prompts, device)
+    cond = encode_prompts(ckpt, prompts, device, allow_download=allow_download)
     return cond[torch.arange(n) % len(prompts)]

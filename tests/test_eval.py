@@ -220,11 +220,21 @@ def _scripted_inception(path):
 
 
 @pytest.mark.parametrize("mode", ["clean", "legacy_pytorch", "legacy_tensorflow"])
-def test_inception_path_with_a_scripted_stand_in(tiny_run, runner, tmp_path, mode):
+def test_inception_path_with_a_scripted_stand_in(tiny_run, runner, tmp_path, mode, monkeypatch):
+    import hashlib
+
+    from cgantool.eval import inception
+
     weights = tmp_path / "inception-2015-12-05.pt"
     _scripted_inception(weights)
-    result = invoke(runner, "eval", tiny_run / "checkpoints" / "last.safetensors", "--fid", "--is", "-n", "20",
-                    "--inception-weights", weights, "--mode", mode, "--json", "-", "--device", "cpu")
+    args = ("eval", tiny_run / "checkpoints" / "last.safetensors", "--fid", "--is", "-n", "20",
+            "--inception-weights", weights, "--mode", mode, "--json", "-", "--device", "cpu")
+    result = invoke(runner, *args, "--unverified-inception")  # not clean-fid's file: loads only with the flag
+    assert result.exit_code == 0, result.output
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert json.loads(result.stdout)["extractor"] == f"unverified-inception-{digest[:12]}/{mode}"
+    monkeypatch.setattr(inception, "SHA256", digest)  # as if the stand-in were clean-fid's file
+    result = invoke(runner, *args)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["extractor"] == f"inception-2015-12-05/{mode}" and doc["mode"] == mode

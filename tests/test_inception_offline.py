@@ -5,6 +5,7 @@ Nothing here touches the network beyond 127.0.0.1; no real weights are needed.
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import io
 import socket
@@ -78,23 +79,39 @@ def test_env_var_points_at_the_weights(tmp_path, monkeypatch):
         resolve_inception_weights()
 
 
-def test_cache_then_cleanfid_location_and_small_files_are_ignored(tmp_path, monkeypatch):
+def _trust(monkeypatch, path: Path) -> None:
+    """Make ``path`` 'clean-fid's file' for this test: the expected sha256 becomes the file's."""
+    monkeypatch.setattr(inception, "SHA256", inception.sha256_file(path))
+
+
+def test_cache_then_a_verified_cleanfid_copy_adopted_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(inception, "MIN_BYTES", 100)
     monkeypatch.setattr(inception, "URL", CLOSED_PORT_URL)
     cleanfid_copy = inception.CLEANFID_PATH
     cleanfid_copy.parent.mkdir(parents=True)
-    cleanfid_copy.write_bytes(b"\0" * 100)
-    assert resolve_inception_weights(download=False) == cleanfid_copy
+    cleanfid_copy.write_bytes(b"\1" * 150)
+    _trust(monkeypatch, cleanfid_copy)
+    # clean-fid's /tmp copy is taken only as a verified copy inside cgantool's own cache dir
     cached = inception.cache_path()
     assert cached == tmp_path / "cache" / inception.FILENAME
-    cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"\0" * 100)
-    assert resolve_inception_weights(download=False) == cached  # the cache comes before clean-fid's /tmp
-    # a truncated copy (under MIN_BYTES) in both places does not count: cgantool tries to download instead
-    cached.write_bytes(b"\0" * 99)
-    cleanfid_copy.write_bytes(b"\0" * 99)
+    assert resolve_inception_weights(download=False) == cached and cached.read_bytes() == b"\1" * 150
+    assert _leftovers(cached.parent) == []
+    cleanfid_copy.unlink()
+    assert resolve_inception_weights(download=False) == cached  # the cache comes first (checked when loaded)
+
+
+@pytest.mark.parametrize("size", [150, 99, 200_000])
+def test_an_unverified_file_in_cleanfids_tmp_location_is_never_used(tmp_path, monkeypatch, capsys, size):
+    # a planted file in a world-writable directory: right name, wrong content (or a size it cannot have)
+    monkeypatch.setattr(inception, "MIN_BYTES", 100)
+    monkeypatch.setattr(inception, "MAX_BYTES", 100_000)
+    monkeypatch.setattr(inception, "URL", CLOSED_PORT_URL)
+    inception.CLEANFID_PATH.parent.mkdir(parents=True)
+    inception.CLEANFID_PATH.write_bytes(b"\2" * size)
     with pytest.raises(OfflineError, match="not on this machine"):
         resolve_inception_weights(download=False)
+    assert f"warning: ignoring {inception.CLEANFID_PATH}" in capsys.readouterr().err
+    assert not inception.cache_path().exists() and _leftovers(inception.cache_path().parent) == []
     with pytest.raises(OfflineError, match="could not download"):
         resolve_inception_weights(timeout=2.0)
 
@@ -210,6 +227,7 @@ class _Server:
 
 def test_download_succeeds_atomically_and_is_cached(monkeypatch):
     body = _zip_bytes(5000)
+    monkeypatch.setattr(inception, "SHA256", hashlib.sha256(body).hexdigest())
     server = _Server(body)
     monkeypatch.setattr(inception, "MIN_BYTES", 4000)
     monkeypatch.setattr(inception, "URL", server.url)
@@ -308,9 +326,12 @@ def _load(path: Path):
 
 
 @pytest.fixture
-def weights(tmp_path):
+def weights(tmp_path, monkeypatch):
+    """The stand-in, 'verified' (the expected sha256 patched to its own) so the wrapper loads it without the flag."""
     torch.manual_seed(0)
-    return _save(_StandIn(), tmp_path)
+    path = _save(_StandIn(), tmp_path)
+    _trust(monkeypatch, path)
+    return path
 
 
 @pytest.fixture
@@ -371,7 +392,7 @@ def test_probs_without_an_output_attribute_fall_back_to_the_module_interface(tmp
     torch.manual_seed(0)
     path = _save(_StandInWithoutOutput(), tmp_path)
     base = _load(path)
-    fx = InceptionFeatures(path, mode="clean")
+    fx = InceptionFeatures(path, mode="clean", unverified=True)
     with torch.no_grad():
         resized = fx._resize(images)  # clean-fid's resize, [0, 255]; the module resizes 299 → 299 and normalises
         expected = base(resized, no_output_bias=True)
@@ -383,8 +404,10 @@ def test_wrapper_errors(tmp_path, weights, images):
         InceptionFeatures(weights, mode="fancy")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"definitely not torchscript")
-    with pytest.raises(CgantoolError, match="cannot load the Inception weights") as e:
+    with pytest.raises(CgantoolError, match="not clean-fid's inception-2015-12-05.pt"):
         InceptionFeatures(junk)
+    with pytest.raises(CgantoolError, match="cannot load the Inception weights") as e:
+        InceptionFeatures(junk, unverified=True)
     assert inception.URL in e.value.hint
     with pytest.raises(ValueError, match="uint8"):
         InceptionFeatures(weights)(images.float())

@@ -33,6 +33,8 @@ def eval_(
     mode: str = typer.Option("clean", "--mode", help="clean, legacy_tensorflow or legacy_pytorch (clean-fid)."),
     feature_extractor: str = typer.Option(None, "--feature-extractor", help="module:function returning a uint8→features callable."),
     inception_weights: str = typer.Option(None, "--inception-weights", help="Path of inception-2015-12-05.pt (or $CGANTOOL_INCEPTION_WEIGHTS)."),
+    unverified_inception: bool = typer.Option(False, "--unverified-inception", help="Load Inception weights whose sha256 is not clean-fid's (runs the file's TorchScript code; results are labelled unverified). Or $CGANTOOL_UNVERIFIED_INCEPTION=1."),
+    allow_download: bool = typer.Option(False, "--allow-download", help="Let the checkpoint's hf: text encoder be fetched from the Hugging Face hub (default: local files only)."),
     json_out: str = typer.Option(None, "--json", help="Write the result as JSON to FILE, or - for stdout."),
     max_fid: float = typer.Option(None, "--max-fid", help="Exit 1 when FID is above this."),
     min_is: float = typer.Option(None, "--min-is", help="Exit 1 when IS is below this."),
@@ -44,6 +46,7 @@ def eval_(
 
     if mode not in ("clean", "legacy_tensorflow", "legacy_pytorch"):
         raise CgantoolError(f"unknown --mode '{mode}'", hint="use clean, legacy_tensorflow or legacy_pytorch")
+    _check_json_target(json_out)  # before minutes of compute, not after
     wanted = tuple(m for m, on in (("fid", fid), ("kid", kid), ("is", is_), ("prdc", prdc)) if on) or ("fid", "kid")
     if max_fid is not None and "fid" not in wanted:
         wanted = ("fid", *wanted)
@@ -51,7 +54,8 @@ def eval_(
         wanted = (*wanted, "is")
     opts = EvalOptions(metrics=wanted, num_samples=num_samples, batch_size=batch_size, seed=seed, mode=mode,
                        feature_extractor=feature_extractor or os.environ.get("CGANTOOL_FEATURE_EXTRACTOR", ""),
-                       inception_weights=inception_weights, per_class=per_class, device=resolve_device(device))
+                       inception_weights=inception_weights, unverified_inception=unverified_inception,
+                       per_class=per_class, device=resolve_device(device))
     if (real is None) != (fake is None):
         raise CgantoolError("--real and --fake go together", hint="pass both folders, or a checkpoint")
     if real is not None:
@@ -80,7 +84,7 @@ def eval_(
             from cgantool.text.encoders import from_info
 
             text_encoder = from_info(ckpt.data_info["text"], ckpt.tensors("text_encoder") if ckpt.has("text_encoder")
-                                     else None).to(opts.device)
+                                     else None, allow_download=allow_download).to(opts.device)
         result = evaluate_generator(G, G.num_classes, dataset, opts, text_encoder=text_encoder)
         result.update(checkpoint=str(checkpoint), step=ckpt.step, preset=ckpt.preset, dataset=dataset.source,
                       ema=not no_ema and ckpt.has("G_ema"))
@@ -110,4 +114,43 @@ def _report(result: dict, json_out: str | None) -> None:
     elif json_out:
         from cgantool.checkpoint import atomic_write
 
-        atomic_write(Path(json_out), lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
+        try:
+            atomic_write(Path(json_out), lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
+        except OSError as e:
+            raise _json_error(Path(json_out), e) from None
+
+
+def _json_error(path: Path, e: OSError):
+    from cgantool.errors import CgantoolError
+
+    return CgantoolError(f"cannot write --json {path} ({e.strerror or e})",
+                         hint="pass a file path in a writable directory, or --json - for stdout")
+
+
+def _check_json_target(json_out: str | None) -> None:
+    """Fail before the compute when ``--json PATH`` cannot be written: a directory, something that is not a
+    regular file (a device, a pipe: the atomic rename would replace it), or a place no file can be created in."""
+    import tempfile
+
+    from cgantool.errors import CgantoolError
+
+    if not json_out or json_out == "-":
+        return
+    path = Path(json_out)
+    if path.is_dir():
+        raise CgantoolError(f"--json {path} is a directory", hint=f"name a file, e.g. --json {path / 'eval.json'}, "
+                            "or use --json - for stdout")
+    if path.exists() and not path.is_file():
+        raise CgantoolError(f"--json {path} is not a regular file", hint="name a file, or use --json - for stdout")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise CgantoolError(f"cannot write --json {path}: {ancestor} is not a directory",
+                            hint="pass a file path in a writable directory, or --json - for stdout")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # as the final write would
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        raise _json_error(path, e) from None

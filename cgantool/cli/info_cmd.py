@@ -41,21 +41,35 @@ def info(
     from rich.panel import Panel
 
     classes = doc["class_names"]
+    info = ckpt.data_info
     lines = [
-        f"[bold]preset[/]       {ckpt.preset}",
+        f"[bold]preset[/]       {_safe(ckpt.preset)}",
         f"[bold]step[/]         {ckpt.step} of {ckpt.config.train.steps}",
         f"[bold]resolution[/]   {doc['resolution']} px",
-        f"[bold]conditioning[/] {doc['conditioning']}" + (f" ({len(classes)} classes: {', '.join(classes[:8])}{' ...' if len(classes) > 8 else ''})" if doc["conditioning"] == "class" else "")
-        + (_text_summary(ckpt.data_info.get("text", {})) if doc["conditioning"] == "text" else ""),
-        f"[bold]data[/]         {ckpt.data_info.get('source')} ({ckpt.data_info.get('num_images')} images)",
+        f"[bold]conditioning[/] {doc['conditioning']}" + (f" ({len(classes)} classes: {_safe(', '.join(classes[:8]))}{' ...' if len(classes) > 8 else ''})" if doc["conditioning"] == "class" else "")
+        + (_text_summary(info.get("text", {})) if doc["conditioning"] == "text" else ""),
+        f"[bold]data[/]         {_safe(info.get('source'))} ({_safe(info.get('num_images'))} images)",
         f"[bold]EMA[/]          {'yes' if doc['ema'] else 'no'}",
-        f"[bold]metrics[/]      " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ckpt.metrics.items()),
-        f"[bold]version[/]      cgantool {ckpt.version}",
+        "[bold]metrics[/]      " + _safe(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                for k, v in ckpt.metrics.items())),
+        f"[bold]version[/]      cgantool {_safe(ckpt.version)}",
     ]
-    Console().print(Panel("\n".join(lines), title=str(checkpoint), expand=False), highlight=False)
+    Console().print(Panel("\n".join(lines), title=_safe(str(checkpoint)), expand=False), highlight=False)
+
+
+def _safe(value, limit: int = 200) -> str:
+    """Text that came from the file, shown literally: rich markup escaped, control characters (ANSI escapes) as
+    ``\\xNN`` and newlines as ``\\n``, cut to ``limit`` characters so edited metadata cannot flood the terminal
+    (``--json`` prints it all)."""
+    from rich.markup import escape
+
+    from cgantool.errors import printable
+
+    text = printable(str(value)).replace("\n", "\\n").replace("\t", " ")  # one field, one line
+    return escape(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _text_summary(text: dict) -> str:
     """' (text encoder builtin, 256-d, 33-word vocabulary)' for the info panel."""
-    vocab = f", {len(text['vocab'])}-word vocabulary" if "vocab" in text else ""
-    return f" (text encoder {text.get('encoder', '?')}, {text.get('dim', '?')}-d{vocab})"
+    vocab = f", {len(text['vocab'])}-word vocabulary" if isinstance(text.get("vocab"), list) else ""
+    return _safe(f" (text encoder {text.get('encoder', '?')}, {text.get('dim', '?')}-d{vocab})")

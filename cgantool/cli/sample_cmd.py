@@ -15,10 +15,11 @@ EXAMPLE = "cgantool sample runs/x/checkpoints/last.safetensors -n 64 --out sampl
 @guarded
 def sample(
     checkpoint: Path = typer.Argument(..., help="A cgantool .safetensors checkpoint."),
-    n: int = typer.Option(64, "-n", "--num", min=1, help="Number of images."),
+    n: int = typer.Option(64, "-n", "--num", min=1, help="Number of images, at most 10,000,000 per call. They are "
+                          "written batch by batch, so memory does not grow with N; grid.png shows the first 1,024."),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder. Default: RUN/generated/<ckpt>-seed<S>."),
     seed: int = typer.Option(0, "--seed", help="Image i depends only on (seed, i)."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images per forward pass (at most 4,096)."),
     class_: str = typer.Option(None, "--class", help="One class (name or index) for every image."),
     classes: str = typer.Option(None, "--classes", help="Comma-separated classes, cycled over the images."),
     per_class: int = typer.Option(None, "--per-class", min=1, help="M images of every class (overrides -n)."),
@@ -29,6 +30,8 @@ def sample(
     no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw G instead of its EMA."),
     grid: bool = typer.Option(True, "--grid/--no-grid", help="Also write grid.png."),
     nrow: int = typer.Option(None, "--nrow", min=1, help="Images per grid row."),
+    allow_download: bool = typer.Option(False, "--allow-download", help="Let the checkpoint's hf: text encoder be "
+                                         "fetched from the Hugging Face hub (default: local files only)."),
     device: str = typer.Option("auto", "--device"),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
 ) -> None:
@@ -37,40 +40,37 @@ def sample(
     from cgantool.checkpoint import load_checkpoint
     from cgantool.engine.loop import resolve_device
     from cgantool.engine.model import load_generator
-    from cgantool.errors import CgantoolError
-    from cgantool.sampling import check_prompts, class_labels, generate, latents, prompt_conditions, save_grid, save_png
+    from cgantool.errors import CgantoolError, printable
+    from cgantool.sampling import (GRID_MAX_IMAGES, check_counts, check_output, check_prompts, class_labels,
+                                   prompt_conditions, sample_to_folder)
 
-    ckpt = load_checkpoint(checkpoint)
     if prompt is not None and prompts_file is not None:
         raise CgantoolError("--prompt and --prompts-file exclude each other", hint="pass only one of them")
-    prompts = check_prompts(ckpt, [prompt] if prompt is not None else None, prompts_file)
-    dev = resolve_device(device)
-    G = load_generator(ckpt, ema=not no_ema, device=dev)
-    n, labels = class_labels(ckpt, n, class_, classes, per_class)
-    text = prompt_conditions(ckpt, n, prompts, dev)
-    if text is not None:
-        labels = text.to("cpu")
+    check_counts(n, batch_size)
+    ckpt = load_checkpoint(checkpoint)  # metadata only
     if out is None:
         run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
         out = run / "generated" / f"{checkpoint.stem}-seed{seed}"
-    if out.exists() and any(out.iterdir()) and not force:
-        raise CgantoolError(f"output folder {out} is not empty", hint="choose another --out or pass --force")
-    out.mkdir(parents=True, exist_ok=True)
-    z = latents(seed, range(n), G.z_dim, truncation=truncation)
-    images = generate(G, z, labels, batch_size=batch_size, device=dev)
-    width = max(4, len(str(n - 1)))
-    for i, img in enumerate(images):
-        save_png(img, out / f"{i:0{width}d}.png")
-    if text is not None:  # which image shows which prompt
-        from cgantool.checkpoint import atomic_write
-
-        lines = "".join(f"{i:0{width}d}.png\t{prompts[i % len(prompts)]}\n" for i in range(n))
-        atomic_write(out / "prompts.tsv", lambda tmp: Path(tmp).write_text(lines))
+    check_output(out, folder=True, force=force)  # before any compute
+    prompts = check_prompts(ckpt, [prompt] if prompt is not None else None, prompts_file)
+    n, labels_of = class_labels(ckpt, n, class_, classes, per_class)
+    check_counts(n, batch_size)  # --per-class M gives M x classes
+    dev = resolve_device(device)
+    G = load_generator(ckpt, ema=not no_ema, device=dev)
+    text = prompt_conditions(ckpt, len(prompts) if prompts else 0, prompts, dev,
+                             allow_download=allow_download)  # [K] captions, or None
+    if text is not None:
+        text = text.to("cpu")
+        labels_of = lambda idx: text[idx % len(text)]  # noqa: E731  image i shows caption i % K
+    shown = min(n, GRID_MAX_IMAGES)
+    columns = None
     if grid:
         by_prompt = text is not None and len(prompts) > 1 and len(prompts) <= 16
-        columns = nrow or (len(prompts) if by_prompt else None) or (per_class and len(set(labels.tolist()))) \
-            or math.ceil(math.sqrt(n))
-        save_grid(images, out / "grid.png", nrow=columns)
+        columns = nrow or (len(prompts) if by_prompt else None) or (per_class and len(ckpt.data_info["class_names"])) \
+            or math.ceil(math.sqrt(shown))
+    shown = sample_to_folder(G, out, n=n, seed=seed, labels_of=labels_of, batch_size=batch_size, device=dev,
+                             truncation=truncation, grid_nrow=columns, prompts=prompts if text is not None else None)
     what = "EMA generator" if not no_ema and ckpt.has("G_ema") else "generator"
-    err_console.print(f"wrote {n} images{' and grid.png' if grid else ''} to {out} "
-                      f"({ckpt.preset}, step {ckpt.step}, {what}, seed {seed})")
+    grid_note = "" if not grid else " and grid.png" if shown == n else f" and grid.png (the first {shown})"
+    err_console.print(printable(f"wrote {n} images{grid_note} to {out} ({ckpt.preset}, step {ckpt.step}, {what}, "
+                                f"seed {seed})"), markup=False)

@@ -30,11 +30,14 @@ def train(
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the generator (for GPUs; slow start; no gain measured on CPUs)."),
     channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last", help="NHWC memory format for G, D "
                                        "and images. Default: on for CPUs (measured 1.6-2.2x faster), off on GPUs."),
+    allow_download: bool = typer.Option(False, "--allow-download", help="On --resume, let the run's hf: text encoder "
+                                        "be fetched from the Hugging Face hub (default: local files only)."),
 ) -> None:
     import os
 
     from cgantool.config import resolve_config
     from cgantool.data import parse_source
+    from cgantool.data.sources import absolute_paths
     from cgantool.engine.loop import RunOptions
     from cgantool.engine.loop import train as run_train
     from cgantool.errors import CgantoolError
@@ -48,31 +51,37 @@ def train(
         source, resolution = parse_source(data)
         flags["data.source"] = source
         flags["data.resolution"] = resolution
-    changes_config = preset is not None or config is not None or set_ or any(
-        v is not None for k, v in flags.items() if k != "train.steps"
-    )
-    if resume and not changes_config:
-        # Resume with the run's own config; only the step budget may change.
-        from cgantool.checkpoint import load_checkpoint
+    if resume:  # the run's own config, with this command's --config / --set / flags layered on (and checked)
+        from cgantool.config import config_to_dict, flatten, layer_config, validate_config
+        from cgantool.engine import run_dir
 
-        stored = load_checkpoint(out / "checkpoints" / "last.safetensors").config
-        cfg = stored if steps is None else stored.model_copy(
-            update={"train": stored.train.model_copy(update={"steps": steps})}
-        )
-    else:
+        stored, ckpt = run_dir.stored_config(out)
+        overrides = layer_config({}, config, set_, {**flags, "preset": preset})
+        cfg = validate_config(layer_config(config_to_dict(stored), config, set_, {**flags, "preset": preset}))
+        named = set(flatten(overrides))
+        if named & {"data.source", "data.root", "data.image_root"}:  # paths this command names: from this directory
+            cfg = cfg.model_copy(update={"data": absolute_paths(cfg.data)})
+        run_dir.check_resume(stored, cfg, ckpt, named=named)
+    else:  # paths are recorded absolute: the run resumes and samples from any working directory
         cfg = resolve_config(preset or "sngan", config, set_, flags)
+        cfg = cfg.model_copy(update={"data": absolute_paths(cfg.data)})
     rank = int(os.environ.get("RANK", "0"))
     if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise CgantoolError("multi-process runs need an explicit --out", hint="e.g. torchrun ... -m cgantool train --out runs/x")
     if out is None:
         out = Path("runs") / f"{cfg.preset}-{Path(cfg.data.source).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from cgantool.cli import _escape
+    from cgantool.engine.run_dir import check_out_path
+
+    check_out_path(out)
     if rank == 0:
-        err_console.print(f"[bold]cgantool train[/] preset [cyan]{cfg.preset}[/] on [cyan]{cfg.data.source}[/] "
-                          f"({cfg.data.resolution} px) → {out}")
+        err_console.print(f"[bold]cgantool train[/] preset [cyan]{_escape(cfg.preset)}[/] on "
+                          f"[cyan]{_escape(str(cfg.data.source))}[/] ({cfg.data.resolution} px) → {_escape(str(out))}")
     last = run_train(cfg, RunOptions(out=out, device=device, resume=resume, force=force, progress=progress,
-                                     console=err_console, compile=compile_, channels_last=channels_last))
+                                     console=err_console, compile=compile_, channels_last=channels_last,
+                                     hold_signals=True, allow_download=allow_download))
     if rank != 0:
         return
-    err_console.print(f"done: checkpoint {last}")
-    err_console.print(f"      samples    {out / 'samples'}")
-    err_console.print(f"      metrics    {out / 'metrics.jsonl'}")
+    err_console.print(f"done: checkpoint {_escape(str(last))}")
+    err_console.print(f"      samples    {_escape(str(out / 'samples'))}")
+    err_console.print(f"      metrics    {_escape(str(out / 'metrics.jsonl'))}")

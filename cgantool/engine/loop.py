@@ -4,11 +4,9 @@ EMA, the NaN stop, Ctrl-C and checkpoints. Read it top to bottom.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import os
-import shutil
-import signal
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -18,29 +16,18 @@ from typing import Any
 import torch
 
 from cgantool.augment import diff_augment, parse_policy, random_hflip
-from cgantool.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, unflatten_optimizer
-from cgantool.config import RunConfig, config_to_dict, diff_configs, to_toml
+from cgantool.checkpoint import Checkpoint, atomic_write, save_checkpoint, unflatten_optimizer
+from cgantool.config import RunConfig, config_to_dict, to_toml
 from cgantool.data import ImageDataset, load_dataset
 from cgantool.data.batches import RealBatches, to_float
 from cgantool.ema import make_ema, update_ema
 from cgantool.engine import dist as D_
 from cgantool.engine.dist import DistInfo
 from cgantool.engine.model import GAN, build_gan, resolve_conditioning
-from cgantool.errors import CgantoolError, ConfigError
+from cgantool.engine import run_dir
+from cgantool.errors import ConfigError, Interrupted, TrainingError, warn
 from cgantool.sampling import default_labels, generate, latents, save_grid
 from cgantool.terms import Batch
-
-
-class TrainingError(CgantoolError):
-    """The run itself failed (diverged): exit code 1, the last good checkpoint is kept."""
-
-    exit_code = 1
-
-
-class Interrupted(CgantoolError):
-    """Ctrl-C: a checkpoint was written; exit code 130."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -55,6 +42,8 @@ class RunOptions:
     console: Any = None  # rich Console on stderr
     compile: bool = False  # torch.compile G and D (in place: checkpoints keep their keys)
     channels_last: bool | None = None  # NHWC memory format for G, D and images; None = on for CPUs (measured 1.6-2.2x)
+    hold_signals: bool = False  # the process ends with the run (CLI): after a stop signal, later ones are ignored
+    allow_download: bool = False  # on resume, the run's hf: text encoder may be fetched (else local files only)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -67,75 +56,6 @@ def resolve_device(spec: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{spec}' requested but CUDA is not available", hint="use --device cpu or auto")
     return device
-
-
-# ----------------------------------------------------------------------------------------------
-# Run directory
-
-
-def check_run_dir(cfg: RunConfig, opts: RunOptions) -> tuple[RunConfig, Checkpoint | None]:
-    """Check RUN before anything is written: reopen it for --resume, refuse to overwrite it silently.
-
-    Returns the config to train with (the checkpoint's own for --resume) and the checkpoint to resume from.
-    """
-    run = opts.out
-    last = run / "checkpoints" / "last.safetensors"
-    if opts.resume:
-        if not last.exists():
-            raise CgantoolError(f"nothing to resume in {run} (no checkpoints/last.safetensors)",
-                                hint="start a new run without --resume")
-        ckpt = load_checkpoint(last)
-        stored = ckpt.config
-        differing = [
-            key for key in diff_configs(stored, cfg, ignore=("train.steps",))
-            if not (key == "model.conditioning" and cfg.model.conditioning == "auto")  # stored resolved
-            and not (key == "loss.xmc.image_encoder" and cfg.loss.xmc.image_encoder == "auto")
-        ]
-        if differing:
-            raise ConfigError(
-                f"--resume would change the run's config: {', '.join(differing)}",
-                hint="resume with the run's own settings (only --steps and runtime options may differ)",
-            )
-        return stored.model_copy(update={"train": stored.train.model_copy(update={"steps": cfg.train.steps})}), ckpt
-    if run.exists() and any(run.iterdir()) and not opts.force:
-        raise CgantoolError(f"run directory {run} already exists",
-                            hint="pass --resume to continue it, --force to replace it, or choose another --out")
-    return cfg, None
-
-
-def create_run_dir(opts: RunOptions) -> None:
-    if not opts.resume and opts.out.exists():
-        shutil.rmtree(opts.out)  # --force (check_run_dir refused every other case)
-    (opts.out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (opts.out / "samples").mkdir(exist_ok=True)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def _sigint_flag():
-    """First Ctrl-C sets a flag (the loop checkpoints at the end of the step); a second one aborts."""
-    state = {"hit": False}
-    try:
-        previous = signal.getsignal(signal.SIGINT)
-
-        def handler(signum, frame):
-            if state["hit"]:
-                raise KeyboardInterrupt
-            state["hit"] = True
-
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not in the main thread: leave SIGINT alone
-        previous = None
-    try:
-        yield state
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,7 +252,8 @@ def _setup_text(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: 
 
     if ckpt is not None:
         stored = ckpt.data_info["text"]
-        encoder = from_info(stored, ckpt.tensors("text_encoder") if ckpt.has("text_encoder") else None).to(device)
+        encoder = from_info(stored, ckpt.tensors("text_encoder") if ckpt.has("text_encoder") else None,
+                            allow_download=opts.allow_download).to(device)
         bank = TextBank(data.captions or [], encoder, device)
     else:
         log = (lambda msg: opts.console.print(msg)) if opts.console is not None else None
@@ -364,15 +285,10 @@ def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt
     opt_D = _make_optimizer(gan.D.parameters(), cfg.optim.lr_d, cfg, device)
     noise = torch.Generator(device=device).manual_seed(cfg.train.seed)
     position = 0
-    if ckpt is not None:
-        gan.G.load_state_dict(ckpt.tensors("G"))
-        gan.D.load_state_dict(ckpt.tensors("D"))
-        if G_ema is not None:
-            G_ema.load_state_dict(ckpt.tensors("G_ema"))
-        for name, opt in (("opt_G", opt_G), ("opt_D", opt_D)):
-            opt.load_state_dict(unflatten_optimizer(ckpt.tensors(name), ckpt.state[f"{name}.param_groups"]))
-        noise.set_state(ckpt.tensors("rng")["noise"])
-        position = int(ckpt.state["data_position"])
+    if ckpt is not None:  # every part checked first: a damaged file is one CheckpointError naming the part
+        from cgantool.checkpoint import restore_training_state
+
+        position = restore_training_state(ckpt, gan, G_ema, opt_G, opt_D, noise)
     reals = RealBatches(data, cfg.train.batch_size, seed=cfg.train.seed, device=device, position=position)
     # A flip would contradict captions naming left/right: only text-conditioned models read captions.
     text_conditioned = cfg.model.conditioning == "text"
@@ -417,11 +333,14 @@ def train(cfg: RunConfig, opts: RunOptions) -> Path:
 def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInfo) -> Path:
     main = info.is_main
     if not main:
-        opts = RunOptions(out=opts.out, device=opts.device, resume=opts.resume, force=opts.force, progress=False,
-                          console=None, compile=opts.compile, channels_last=opts.channels_last)
-    cfg, ckpt = check_run_dir(cfg, opts)
+        opts = dataclasses.replace(opts, progress=False, console=None)
+    ckpt = run_dir.resume_point(opts.out) if opts.resume else None
+    plan = run_dir.check(cfg, opts.out, resume=opts.resume, force=opts.force, ckpt=ckpt, probe_lock=main)  # reads only
     data = load_dataset(cfg.data)
     data_info = data.info()
+    if main and cfg.model.conditioning == "auto" and data_info.get("num_classes") == 1:
+        warn(f"the data {cfg.data.source} has a single class: training an unconditional model "
+             "(a class-conditional one needs two or more class folders)")
     # Store 'auto' conditioning resolved, so the checkpoint says what was trained.
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"conditioning": resolve_conditioning(cfg, data_info)})})
     text_encoder = None
@@ -444,10 +363,18 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
 
         evaluator = TrainEvaluator(cfg, data, device)  # a missing feature extractor fails now, not at step N
         evaluator.text_encoder = text_encoder
+    lock = run_dir.open_run(plan, cfg) if main else None
+    try:
+        return _loop(cfg, opts, device, info, t, ckpt, data, data_info, text_encoder, evaluator, tb)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _loop(cfg, opts, device, info, t, ckpt, data, data_info, text_encoder, evaluator, tb) -> Path:
+    main, run = info.is_main, opts.out
     if main:
-        create_run_dir(opts)
-        _write_text_atomic(opts.out / "config.toml", to_toml(config_to_dict(cfg)))
-    run = opts.out
+        atomic_write(run / "config.toml", lambda tmp: tmp.write_text(to_toml(config_to_dict(cfg))))
     step = ckpt.step if ckpt is not None else 0
     tc = cfg.train
     log = Logger(run / "metrics.jsonl", opts, start=step, total=tc.steps, tensorboard=tb)
@@ -462,8 +389,8 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
         grid_z = latents(tc.seed, range(8 * columns), t.gan.G.z_dim)
         grid_c = t.text.rows(rows.repeat(8))
         if main:
-            _write_text_atomic(run / "samples" / "captions.txt", "".join(f"column {i + 1}: {t.text.texts[r]}\n"
-                                                                        for i, r in enumerate(rows.tolist())))
+            text = "".join(f"column {i + 1}: {t.text.texts[r]}\n" for i, r in enumerate(rows.tolist()))
+            atomic_write(run / "samples" / "captions.txt", lambda tmp: tmp.write_text(text))
 
     def sample_grid(at: int) -> None:
         G = t.G_ema if t.G_ema is not None else t.gan.G
@@ -488,15 +415,16 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
             optimizers={"opt_G": t.opt_G, "opt_D": t.opt_D}, rng={"noise": t.noise.get_state()},
             metrics=metrics, state={"data_position": t.reals.position, "best_fid": best_fid},
         )
-        _link_last(path)
-        _prune(run / "checkpoints", tc.keep_last)
+        run_dir.link_last(path)
+        run_dir.prune(run / "checkpoints", tc.keep_last)
         return path
 
     bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss since the last check
     pending: list[dict[str, torch.Tensor]] = []
     last_metrics: dict[str, Any] = {}
     last_path = run / "checkpoints" / "last.safetensors"
-    with _sigint_flag() as sigint, log:
+    saved_step = step  # the step the newest checkpoint holds (metrics.jsonl never runs ahead of it on failure)
+    with run_dir.StopSignals(hold=opts.hold_signals) as signals, log, _write_failures(run, lambda: saved_step):
         while step < tc.steps:
             lr_factor = t.set_lr(step)
             for i in range(tc.d_steps_per_g_step):
@@ -509,8 +437,8 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
             step += 1
             pending.append({**{f"d/{k}": v.detach() for k, v in d_losses.items()},
                             **{f"g/{k}": v.detach() for k, v in g_losses.items()}})
-            hit = sigint["hit"]
-            if info.enabled:  # ranks agree on Ctrl-C at log boundaries only: no collective (host sync) per step
+            hit = signals.signum is not None
+            if info.enabled:  # ranks agree on a stop at log boundaries only: no collective (host sync) per step
                 boundary = step % tc.log_every == 0 or step % tc.checkpoint_every == 0 or step == tc.steps
                 hit = boundary and D_.any_true(info, hit, device)
             stop = hit or step == tc.steps
@@ -535,34 +463,35 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
             if step % tc.checkpoint_every == 0 or stop or evaluate_now:
                 if main:
                     last_path = save(step, last_metrics)
+                    saved_step = step
                     if evaluate_now and improved:
-                        _link_last(last_path, name="best.safetensors")
+                        run_dir.link_last(last_path, name="best.safetensors")
                 D_.barrier(info)  # the checkpoint exists before any rank goes on (or exits)
             if hit and step < tc.steps:
+                signum = signals.signum or 2  # a rank that got no signal stops with its peers, as Ctrl-C
                 raise Interrupted(
-                    f"interrupted at step {step}; checkpoint saved to {last_path}",
-                    hint=f"resume with: cgantool train --out {run} --resume",
+                    f"interrupted at step {step} by {signals.name or 'another process'}; checkpoint saved to {last_path}",
+                    hint=f"resume with: cgantool train --out {run} --resume", exit_code=128 + signum,
                 )
     return run / "checkpoints" / "last.safetensors"
 
 
-def _link_last(path: Path, name: str = "last.safetensors") -> None:
-    """Point checkpoints/<name> at ``path`` atomically (hard link; copy where links fail)."""
-    last = path.with_name(name)
-    tmp = path.with_name(f".last.tmp-{os.getpid()}")
-    if tmp.exists():
-        tmp.unlink()
+@contextmanager
+def _write_failures(run: Path, saved_step):
+    """A checkpoint, grid or log line that cannot be written (disk full, read-only folder) stops the run with one
+    error naming the last good checkpoint; metrics.jsonl is cut back to that checkpoint's step."""
+    from safetensors import SafetensorError
+
     try:
-        os.link(path, tmp)
-    except OSError:
-        shutil.copyfile(path, tmp)
-    os.replace(tmp, last)
-
-
-def _prune(folder: Path, keep: int) -> None:
-    steps = sorted(folder.glob("step_*.safetensors"))
-    for old in steps[:-keep]:
-        old.unlink()
+        yield
+    except (OSError, SafetensorError) as e:
+        step = saved_step()
+        run_dir.trim_metrics(run / "metrics.jsonl", step)
+        good = run / "checkpoints" / "last.safetensors"
+        where = f"the last good checkpoint is {good} (step {step})" if step else "no checkpoint was saved yet"
+        raise TrainingError(f"cannot write to {run}: {getattr(e, 'strerror', None) or e}; the run stopped",
+                            hint=f"{where}; free space or fix permissions, then resume with: "
+                            f"cgantool train --out {run} --resume") from None
 
 
 def _tensorboard_writer(cfg: RunConfig):

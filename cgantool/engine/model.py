@@ -104,8 +104,37 @@ def _text_dim(data_info: dict[str, Any]) -> int:
 
 
 def load_generator(ckpt, ema: bool = True, device: torch.device | str = "cpu") -> nn.Module:
-    """Rebuild G from a checkpoint's stored config and load its weights (the EMA copy when there is one)."""
-    G = make_generator(ckpt.config, ckpt.data_info)
+    """Rebuild G from a checkpoint's stored config and load its weights (the EMA copy when there is one).
+
+    The stored config is first built on the ``meta`` device (shapes only, nothing allocated) and compared with the
+    tensors the file holds, so edited metadata (num_classes, z_dim, widths) can never ask for gigabytes, and a
+    renamed, missing or reshaped tensor is one CheckpointError. Non-finite weights are refused too: such a G only
+    draws black or garbage images.
+    """
+    from cgantool.checkpoint import check_module_tensors, nonfinite_tensors
+    from cgantool.errors import CgantoolError, CheckpointError
+
     prefix = "G_ema" if ema and ckpt.has("G_ema") else "G"
+    try:
+        with torch.device("meta"):
+            shell = make_generator(ckpt.config, ckpt.data_info)
+    except CgantoolError as e:
+        raise CheckpointError(f"{ckpt.path}: its stored config does not build a generator ({e.message})",
+                              hint=e.hint or "the file was damaged or edited") from None
+    except (RuntimeError, ValueError, TypeError, KeyError, OverflowError) as e:
+        raise CheckpointError(f"{ckpt.path}: its stored config does not build a generator ({e})",
+                              hint="the file was damaged or edited") from None
+    check_module_tensors(ckpt, prefix, shell)
+    G = make_generator(ckpt.config, ckpt.data_info)
     G.load_state_dict(ckpt.tensors(prefix))
+    bad = nonfinite_tensors(G)
+    if bad:
+        other = prefix == "G_ema" and ckpt.has("G") and not any(
+            not torch.isfinite(v).all() for v in ckpt.tensors("G").values() if v.is_floating_point())
+        raise CheckpointError(
+            f"{ckpt.path}: the {prefix} weights hold NaN or inf ({len(bad)} tensors, e.g. {prefix}.{bad[0]}): "
+            "every image would be black or noise",
+            hint="pass --no-ema (the raw G is finite)" if other else
+            "training diverged before this checkpoint; use an earlier RUN/checkpoints/step_*.safetensors",
+        )
     return G.to(device).eval()

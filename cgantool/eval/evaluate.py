@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from cgantool import __version__
-from cgantool.errors import CgantoolError, DataError
+from cgantool.errors import CgantoolError, DataError, warn
 from cgantool.eval import metrics as M
 
 METRICS = ("fid", "kid", "is", "prdc")
@@ -34,50 +35,104 @@ class EvalOptions:
     mode: str = "clean"  # clean | legacy_tensorflow | legacy_pytorch (clean-fid's resize conventions)
     feature_extractor: str = ""  # "" = Inception; else "module:function"
     inception_weights: str | None = None
+    unverified_inception: bool = False  # load Inception weights whose sha256 is not clean-fid's (explicit consent)
     per_class: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
 class Extractor:
-    """uint8 [B, 3, H, W] → features [B, F]; ``probs`` (for IS) when the extractor has class outputs."""
+    """uint8 [B, 3, H, W] → features [B, F]; ``probs`` (for IS) when the extractor has class outputs.
+
+    Every output is checked (a tensor [B, F] of finite floats, F the same on every call) so that a broken
+    extractor stops with one error naming it and what it returned, never a NaN score or a traceback.
+    """
 
     def __init__(self, opts: EvalOptions):
         self.opts = opts
+        self.dim: int | None = None
+        self.user = bool(opts.feature_extractor)
         if opts.feature_extractor:
             from cgantool.eval.inception import load_feature_extractor
 
             self.fn = load_feature_extractor(opts.feature_extractor)
             self.name = opts.feature_extractor
         else:
-            from cgantool.eval.inception import InceptionFeatures, resolve_inception_weights
+            from cgantool.eval.inception import InceptionFeatures, resolve_inception_weights, unverified_allowed
 
             path = resolve_inception_weights(opts.inception_weights)
-            self.fn = InceptionFeatures(path, mode=opts.mode, device=opts.device)
-            self.name = f"inception-2015-12-05/{opts.mode}"
+            self.fn = InceptionFeatures(path, mode=opts.mode, device=opts.device,
+                                        unverified=unverified_allowed(opts.unverified_inception))
+            self.name = self.fn.name  # names the weights' sha256 when they are not clean-fid's
+
+    def _call(self, fn: Callable[[torch.Tensor], Any], images_u8: torch.Tensor, what: str) -> Any:
+        """``fn(images)``; a user extractor's exception becomes a CgantoolError naming it."""
+        if not self.user:
+            return fn(images_u8.to(self.opts.device))
+        try:
+            return fn(images_u8.to(self.opts.device))
+        except Exception as e:  # noqa: BLE001 - the user's code: any failure is reported in one line
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            raise CgantoolError(f"feature extractor '{self.name}' failed computing {what} for {len(images_u8)} "
+                                f"images ({type(e).__name__}{': ' + first if first else ''})", hint=_FX_HINT) from None
+
+    def _checked(self, out: Any, n: int, what: str) -> torch.Tensor:
+        """``out`` as a float tensor [n, F], or a CgantoolError saying what the extractor returned instead."""
+        if isinstance(out, np.ndarray):
+            out = torch.from_numpy(out)
+        if not torch.is_tensor(out):
+            raise CgantoolError(f"feature extractor '{self.name}' returned {type(out).__name__} as {what}, "
+                                f"not a tensor [{n}, D]", hint=_FX_HINT)
+        shape = tuple(out.shape)
+        if out.ndim != 2 or shape[0] != n or shape[1] < 1:
+            raise CgantoolError(f"feature extractor '{self.name}' returned {what} of shape {list(shape)} for {n} "
+                                f"images; expected [{n}, D]", hint=_FX_HINT)
+        if not out.is_floating_point():
+            raise CgantoolError(f"feature extractor '{self.name}' returned {what} of dtype {out.dtype}; expected "
+                                "floating point", hint=_FX_HINT)
+        bad = int((~torch.isfinite(out)).sum())
+        if bad:
+            raise CgantoolError(f"feature extractor '{self.name}' returned {bad} NaN/inf values among {what} "
+                                f"{list(shape)} for {n} images", hint=_FX_HINT)
+        return out
+
+    def _checked_features(self, out: Any, n: int) -> torch.Tensor:
+        feats = self._checked(out, n, "features").float().cpu()
+        if self.dim is None:
+            self.dim = feats.shape[1]
+        elif feats.shape[1] != self.dim:
+            raise CgantoolError(f"feature extractor '{self.name}' returned {feats.shape[1]} features per image "
+                                f"after {self.dim} on an earlier batch", hint=_FX_HINT)
+        return feats
 
     @torch.no_grad()
     def features(self, images_u8: torch.Tensor) -> torch.Tensor:
-        return self.fn(images_u8.to(self.opts.device)).float().cpu()
+        return self._checked_features(self._call(self.fn, images_u8, "features"), len(images_u8))
 
     @torch.no_grad()
     def probs(self, images_u8: torch.Tensor) -> torch.Tensor:
         """Class probabilities [B, C] for the Inception Score: the extractor's ``probs`` (or softmax of ``logits``)."""
-        x = images_u8.to(self.opts.device)
+        n = len(images_u8)
         if hasattr(self.fn, "probs"):
-            return self.fn.probs(x).double().cpu()
+            return self._checked(self._call(self.fn.probs, images_u8, "probs"), n, "probs").double().cpu()
         if hasattr(self.fn, "logits"):
-            return torch.softmax(self.fn.logits(x).double(), dim=1).cpu()
+            logits = self._checked(self._call(self.fn.logits, images_u8, "logits"), n, "logits")
+            return torch.softmax(logits.double(), dim=1).cpu()
         raise CgantoolError(f"the Inception Score needs class probabilities, which '{self.name}' does not provide",
                             hint="drop --is, or use the Inception extractor (no --feature-extractor)")
-
 
     @torch.no_grad()
     def features_and_probs(self, images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both at once: one Inception pass when the network gives features and logits together."""
         if hasattr(self.fn, "features_and_logits"):
-            feats, logits = self.fn.features_and_logits(images_u8.to(self.opts.device))
-            return feats.float().cpu(), torch.softmax(logits.double(), dim=1).cpu()
+            feats, logits = self._call(self.fn.features_and_logits, images_u8, "features and logits")
+            n = len(images_u8)
+            return (self._checked_features(feats, n),
+                    torch.softmax(self._checked(logits, n, "logits").double(), dim=1).cpu())
         return self.features(images_u8), self.probs(images_u8)
+
+
+_FX_HINT = ("a --feature-extractor module:function must return a callable mapping uint8 images [N, 3, H, W] to "
+            "finite float features [N, D] (and, for --is, probs/logits [N, C])")
 
 
 def _batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int) -> np.ndarray:
@@ -98,8 +153,14 @@ def real_features(dataset, extractor: Extractor, opts: EvalOptions, labels_too: 
            "extractor": extractor.name, "probs": "is" in opts.metrics, "v": 1}
     path = _cache_path("real", key)
     if path.exists():
-        with np.load(path) as f:
-            return dict(f)
+        try:
+            with np.load(path) as f:
+                cached = dict(f)
+            if cached["features"].ndim == 2 and np.isfinite(cached["features"]).all():
+                return cached
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass
+        warn(f"recomputing the reference features: the cached copy {path} is damaged")
     images = dataset.images[:n]
     out = {"features": _batched(extractor.features, torch.as_tensor(np.asarray(images)), opts.batch_size)}
     if dataset.labels is not None:
@@ -114,6 +175,9 @@ def real_features(dataset, extractor: Extractor, opts: EvalOptions, labels_too: 
 def compute_metrics(real: np.ndarray, fake: np.ndarray, wanted: tuple[str, ...], fake_probs: np.ndarray | None,
                     seed: int) -> dict[str, float]:
     out: dict[str, float] = {}
+    if real.shape[1] != fake.shape[1]:  # e.g. reference features cached from an earlier version of a user extractor
+        raise CgantoolError(f"the reference features have {real.shape[1]} dimensions and the generated ones "
+                            f"{fake.shape[1]}", hint="clear the stats in cgantool's cache dir, or fix the extractor")
     if "fid" in wanted:
         out["fid"] = float(M.frechet_distance(*M.feature_stats(real), *M.feature_stats(fake)))
     if "kid" in wanted:

@@ -9,7 +9,9 @@
 - ``hf:<name-or-path>`` (extra ``cgantool[hf]``): a BERT-style model through transformers, the official
   XMC-GAN setting (``hf:bert-base-uncased``): <= max_words - 2 wordpieces plus [CLS]/[SEP], padded to
   max_words; words = the sequence output, sentence = the sum over *all* positions / the number of real
-  tokens (the official code's quirk). Loaded from local files only when HF_HUB_OFFLINE=1.
+  tokens (the official code's quirk). Loaded from local files only when HF_HUB_OFFLINE=1, and always when the
+  name comes from a checkpoint (:func:`from_info`): a file's metadata alone never makes cgantool fetch a model
+  from the hub -- the user's ``--allow-download`` does. Never with ``trust_remote_code``; weights as safetensors.
 
 Every encoder runs frozen and in fp32; features of a dataset are computed once (``cgantool.text.bank``).
 """
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from cgantool.errors import ConfigError, OfflineError
+from cgantool.errors import CheckpointError, ConfigError, OfflineError
 from cgantool.text.cond import TextCond
 from cgantool.text.vocab import Vocab
 
@@ -147,26 +149,33 @@ class MiniLMText(TextEncoder):
 
 
 class HFText(TextEncoder):
-    def __init__(self, name: str, max_words: int = 17):
+    """``local_files_only``: never contact the hub (forced by :func:`from_info` unless the user allowed downloads);
+    HF_HUB_OFFLINE=1 has the same effect."""
+
+    def __init__(self, name: str, max_words: int = 17, local_files_only: bool = False):
         self.spec, self.name, self.max_words = f"hf:{name}", name, max_words
         try:
             from transformers import AutoModel, AutoTokenizer
         except ImportError:
             raise ConfigError(f"text.encoder = 'hf:{name}' needs the transformers package",
                               hint="pip install 'cgantool[hf]', or use text.encoder = 'builtin'") from None
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        offline = local_files_only or os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("0", "", "false")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
-            self.model = AutoModel.from_pretrained(name, local_files_only=offline, use_safetensors=True).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline, trust_remote_code=False)
+            self.model = AutoModel.from_pretrained(name, local_files_only=offline, use_safetensors=True,
+                                                   trust_remote_code=False).eval()
         except (OSError, ValueError) as e:
-            from huggingface_hub.constants import HF_HUB_CACHE
-
-            raise OfflineError(
-                f"cannot load the text encoder '{name}': {str(e).splitlines()[0][:160]}",
-                hint=f"put its config.json, tokenizer files (vocab.txt, tokenizer_config.json) and model.safetensors "
-                f"in a folder and set text.encoder = 'hf:/path/to/folder', or place the model in the Hugging Face "
-                f"cache {HF_HUB_CACHE}",
-            ) from None
+            reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            where = (f"put its config.json, tokenizer files (vocab.txt, tokenizer_config.json) and model.safetensors "
+                     f"in a folder and set text.encoder = 'hf:/path/to/folder', or place the model in the Hugging Face "
+                     f"cache {_hf_cache()}")
+            if local_files_only:
+                raise OfflineError(
+                    f"the checkpoint's text encoder '{name}' is not on this machine ({reason})",
+                    hint=f"a checkpoint's metadata alone never makes cgantool download a model: pass --allow-download "
+                    f"to fetch '{name}' from the Hugging Face hub, or {where}",
+                ) from None
+            raise OfflineError(f"cannot load the text encoder '{name}': {reason}", hint=where) from None
         self.dim = int(self.model.config.hidden_size)
         self.device = torch.device("cpu")
 
@@ -186,16 +195,44 @@ def check_spec(spec: str) -> str:
     raise ValueError("must be 'builtin', 'minilm' or 'hf:<model name or local path>'")
 
 
-def from_info(info: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> TextEncoder:
-    """Rebuild the encoder a checkpoint recorded (``data_info["text"]`` plus its ``text_encoder`` weights)."""
-    spec = info["encoder"]
+def _hf_cache() -> str:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        return "(~/.cache/huggingface/hub)"
+    return str(HF_HUB_CACHE)
+
+
+def from_info(info: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None,
+              allow_download: bool = False) -> TextEncoder:
+    """Rebuild the encoder a checkpoint recorded (``data_info["text"]`` plus its ``text_encoder`` weights).
+
+    The name comes from the file, not the user: an ``hf:`` model is loaded from local files only unless
+    ``allow_download`` (the user's ``--allow-download``) lets transformers fetch it from the hub.
+    """
+    hint = "the checkpoint's text encoder description is damaged; use a checkpoint written by cgantool train"
+    try:
+        spec = str(info["encoder"])
+        max_words = int(info["max_words"])
+        if spec == "builtin":
+            enc = BuiltinText(Vocab(info["vocab"]), dim=int(info["dim"]), max_words=max_words,
+                              unknown_words=info.get("unknown_words", "error"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"the checkpoint's text encoder description is incomplete ({type(e).__name__}: {e})",
+                              hint=hint) from None
     if spec == "builtin":
-        enc = BuiltinText(Vocab(info["vocab"]), dim=int(info["dim"]), max_words=int(info["max_words"]),
-                          unknown_words=info.get("unknown_words", "error"))
         if tensors is None:
             raise ConfigError("the checkpoint has no text encoder weights", hint="it was not written by a text-to-image run")
-        enc.net.load_state_dict(tensors)
+        try:
+            enc.net.load_state_dict(tensors)
+        except RuntimeError as e:
+            raise CheckpointError(f"the checkpoint's text encoder weights do not fit its description "
+                                  f"({str(e).strip().splitlines()[0][:160]})", hint=hint) from None
         return enc
     if spec == "minilm":
-        return MiniLMText(max_words=int(info["max_words"]))
-    return HFText(spec[3:], max_words=int(info["max_words"]))
+        return MiniLMText(max_words=max_words)
+    try:
+        check_spec(spec)
+    except ValueError as e:
+        raise CheckpointError(f"the checkpoint names an unknown text encoder '{spec}' ({e})", hint=hint) from None
+    return HFText(spec[3:], max_words=max_words, local_files_only=not allow_download)
