@@ -25,7 +25,7 @@ from benchmarks._cli import positive, run  # noqa: E402
 from benchmarks._gpu import gpu_util_sampler  # noqa: E402
 from cgantool.config import DataConfig  # noqa: E402
 from cgantool.data import load_dataset  # noqa: E402
-from cgantool.engine.loop import resolve_device  # noqa: E402
+from cgantool.device import resolve_device  # noqa: E402
 from cgantool.eval.evaluate import EvalOptions, Extractor, evaluate_generator  # noqa: E402
 from cgantool.nets import SNGANGenerator  # noqa: E402
 

@@ -28,7 +28,8 @@ from benchmarks._cli import non_negative, positive, run  # noqa: E402
 from benchmarks._gpu import gpu_util_sampler  # noqa: E402
 from cgantool.config import resolve_config  # noqa: E402
 from cgantool.data import load_dataset  # noqa: E402
-from cgantool.engine.loop import build_trainer, resolve_device  # noqa: E402
+from cgantool.device import resolve_device  # noqa: E402
+from cgantool.engine.trainer import build_trainer  # noqa: E402
 
 PEAK_TFLOPS_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense tensor-core peaks
 

@@ -9,7 +9,6 @@ string metadata: ``format``, ``format_version``, ``cgantool_version``, ``preset`
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from safetensors.torch import save_file
 from cgantool import __version__
 from cgantool.config import RunConfig, config_to_dict, validate_config
 from cgantool.errors import CheckpointError, ConfigError
+from cgantool.files import atomic_write
 
 FORMAT = "cgantool"
 FORMAT_VERSION = 1
@@ -144,20 +144,6 @@ def unflatten_optimizer(flat: dict[str, torch.Tensor], param_groups: list[Any]) 
     return {"state": state, "param_groups": param_groups}
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, fsync, then rename over ``path``: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_checkpoint(
     path: Path,
     *,
@@ -243,7 +229,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         meta = MIGRATIONS[version](meta)
         version += 1
     try:
-        config = validate_config(json.loads(meta["config"]))
+        config = validate_config(json.loads(meta["config"]), stored=True)
         ckpt = Checkpoint(
             path=path,
             config=config,

@@ -6,15 +6,19 @@ progress) are arguments of the commands, never config keys.
 
 from __future__ import annotations
 
-import difflib
 import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from cgantool.errors import ConfigError
+from cgantool.nets import arch_names
+from cgantool.registry import did_you_mean as _did_you_mean  # the one helper; importable from here too
+from cgantool.registry import registered_name, unknown_name
+from cgantool.terms import check_terms, follow_terms, loss_config
 
 
 class _Section(BaseModel):
@@ -36,7 +40,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    arch: Literal["sngan", "biggan", "xmcgan"] = Field("sngan", description="Backbone of G and D.")
+    arch: registered_name("architecture", arch_names) = Field("sngan", description="Backbone of G and D.")
     conditioning: Literal["auto", "none", "class", "text"] = Field(
         "auto", description="'auto' = class-conditional when the data has class labels, else unconditional; "
         "'text' = text-to-image from captions (model.arch = 'xmcgan')."
@@ -48,48 +52,7 @@ class ModelConfig(_Section):
     upsample: Literal["bilinear", "nearest"] = Field("bilinear", description="sngan G upsampling (Mimicry: bilinear).")
 
 
-class InfoMaxConfig(_Section):
-    weight: float = Field(0.0, ge=0.0, description="alpha = beta of InfoMax-GAN; 0 = off.")
-    rkhs_dim: int = Field(1024, ge=1)
-
-
-class Cond2CConfig(_Section):
-    weight: float = Field(0.0, ge=0.0, description="lambda of ContraGAN's 2C loss; 0 = off.")
-    temperature: float = Field(1.0, gt=0.0)
-    margin: float = Field(0.0, ge=0.0)
-    embed_dim: int = Field(512, ge=1)
-
-
-class D2DCEConfig(_Section):
-    weight: float = Field(0.0, ge=0.0, description="ReACGAN's D2D-CE weight (real in D, fake in G); 0 = off.")
-    temperature: float = Field(0.5, gt=0.0)
-    m_p: float = Field(0.98, description="Positive margin.")
-    m_n: float = Field(0.02, description="Negative margin (StudioGAN: 1 - m_p).")
-    embed_dim: int = Field(512, ge=1)
-
-
-class XMCConfig(_Section):
-    weight: float = Field(0.0, ge=0.0, description="XMC-GAN's contrastive losses, all scaled by this; 0 = off.")
-    sentence: float = Field(1.0, ge=0.0, description="Sentence–image term (real in D, fake in G).")
-    word: float = Field(1.0, ge=0.0, description="Word–region term (real in D, fake in G).")
-    image: float = Field(1.0, ge=0.0, description="Image–image term on D features (G only).")
-    image_pretrained: float = Field(1.0, ge=0.0, description="Image–image term on a pretrained encoder (G only).")
-    image_encoder: Literal["auto", "resnet50", "vgg16", "none"] = Field(
-        "auto", description="Pretrained encoder of the image–image term; 'auto' = whichever torchvision weights "
-        "are present locally (resnet50, then vgg16), else none. Stored resolved."
-    )
-    temperature: float = Field(0.1, gt=0.0, description="Sentence–image and image–image temperature.")
-    word_temperature: float = Field(0.02, gt=0.0, description="Word–region temperature (1 / gamma3).")
-    rho1: float = Field(5.0, gt=0.0, description="Word–region attention sharpness (gamma1).")
-    rho2: float = Field(5.0, gt=0.0, description="Word–region aggregation sharpness (gamma2).")
-
-
-class LossConfig(_Section):
-    adversarial: Literal["hinge", "nonsaturating", "dual_contrastive"] = "hinge"
-    infomax: InfoMaxConfig = InfoMaxConfig()
-    cond_2c: Cond2CConfig = Cond2CConfig()
-    d2d_ce: D2DCEConfig = D2DCEConfig()
-    xmc: XMCConfig = XMCConfig()
+LossConfig = loss_config()  # loss.adversarial + a section per term, as registered at import (cgantool.terms)
 
 
 class TextConfig(_Section):
@@ -106,9 +69,12 @@ class TextConfig(_Section):
     @field_validator("encoder")
     @classmethod
     def _encoder(cls, value: str) -> str:
-        from cgantool.text.encoders import check_spec
+        from cgantool.text.encoders import check_spec, encoder_names
 
-        return check_spec(value)
+        try:
+            return check_spec(value)
+        except ValueError:
+            raise unknown_name("text encoder", value, encoder_names()) from None
 
 
 class OptimConfig(_Section):
@@ -153,8 +119,21 @@ class TrainConfig(_Section):
 class EvalConfig(_Section):
     every: int = Field(0, ge=0, description="Evaluate every N G steps during training; 0 = off.")
     num_samples: int = Field(5000, ge=2)
-    metrics: list[str] = Field(default_factory=lambda: ["fid"])
+    metrics: list[str] = Field(default_factory=lambda: ["fid"], description="Registered metric names "
+                               "(cgantool.eval.registry), e.g. ['fid', 'kid'].")
     feature_extractor: str = Field("", description="'' = Inception (clean-fid); or 'module:function'.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        from cgantool.eval.registry import METRICS
+
+        if (info.context or {}).get("stored"):  # a checkpoint's record: a plugin metric need not be loaded to sample
+            return value
+        for name in value:
+            if name not in METRICS:
+                raise unknown_name(f"metric '{name}'", name, METRICS.names())
+        return value
 
 
 class RunConfig(_Section):
@@ -169,13 +148,7 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _compatible(self) -> RunConfig:
-        """Combinations that can never train (the data-dependent ones are checked when the model is built)."""
-        for name, what in (("cond_2c", "ContraGAN's 2C loss"), ("d2d_ce", "ReACGAN's D2D-CE")):
-            if getattr(self.loss, name).weight > 0 and self.model.conditioning == "none":
-                raise ConfigError(
-                    f"loss.{name} ({what}) needs class labels, but model.conditioning = 'none'",
-                    hint=f"set model.conditioning = 'class' (or 'auto' with labelled data), or loss.{name}.weight = 0",
-                )
+        """Combinations that can never train (data-dependent ones: when the model is built); terms check their own."""
         text, xmc_arch = self.model.conditioning == "text", self.model.arch == "xmcgan"
         if text != xmc_arch:
             raise ConfigError(
@@ -183,14 +156,11 @@ class RunConfig(_Section):
                 "conditioning and the xmcgan architecture go together",
                 hint="use --preset xmcgan for text-to-image, or another arch/conditioning pair",
             )
-        if self.loss.xmc.weight > 0 and not text:
-            raise ConfigError("loss.xmc (XMC-GAN's contrastive losses) needs model.conditioning = 'text'",
-                              hint="use --preset xmcgan, or set loss.xmc.weight = 0")
-        for name in ("infomax", "cond_2c", "d2d_ce"):
-            if text and getattr(self.loss, name).weight > 0:
-                raise ConfigError(f"loss.{name} is not available for text-to-image (xmcgan) runs",
-                                  hint=f"set loss.{name}.weight = 0")
+        check_terms(self)
         return self
+
+
+follow_terms(RunConfig)  # RunConfig.loss is rebuilt when a term is registered or unregistered later
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,18 +180,11 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in presets_dir().glob("*.toml"))
 
 
-def _did_you_mean(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f"did you mean '{close[0]}'? " if close else ""
-
-
 def preset_path(name: str) -> Path:
     names = preset_names()
     if name not in names:
-        raise ConfigError(
-            f"unknown preset '{name}'",
-            hint=f"{_did_you_mean(name, names)}valid presets: {', '.join(names)}",
-        )
+        raise ConfigError(f"unknown preset '{name}'",
+                          hint=f"{_did_you_mean(name, names)}valid presets: {', '.join(names)}")
     return presets_dir() / f"{name}.toml"
 
 
@@ -300,10 +263,11 @@ def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
-def validate_config(raw: dict[str, Any]) -> RunConfig:
-    """Validate a merged config dict once; the first error names its dotted path (and a close valid key)."""
+def validate_config(raw: dict[str, Any], stored: bool = False) -> RunConfig:
+    """Validate a merged config dict once; the first error names its dotted path (and a close valid key).
+    ``stored``: the record of a run (a checkpoint's config), whose plugin metrics need not be registered here."""
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw, context={"stored": stored})
     except ValidationError as e:
         err = e.errors()[0]
         path = ".".join(str(p) for p in err["loc"])
@@ -313,10 +277,9 @@ def validate_config(raw: dict[str, Any]) -> RunConfig:
         value = err.get("input")
         shown = json.dumps(value) if isinstance(value, (str, int, float, bool, list)) else type(value).__name__
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise ConfigError(
-            f"invalid value for '{path}': {shown}: {err['msg']}{more}",
-            hint="see `cgantool config schema` for allowed values",
-        ) from None
+        unknown = err["type"] == "unknown_name"  # a name no registry holds: its hint says the closest
+        hint = err["ctx"]["hint"] if unknown else "see `cgantool config schema` for allowed values"
+        raise ConfigError(f"invalid value for '{path}': {shown}: {err['msg']}{more}", hint=hint) from None
 
 
 def check_tables(layer: dict[str, Any], where: str, model: type[BaseModel] = RunConfig, prefix: str = "") -> None:

@@ -51,7 +51,7 @@ class Interrupted(CgantoolError):
         self.exit_code = exit_code
 
 
-class GateFailed(Exception):
+class GateFailed(CgantoolError):
     """An evaluation bound (--max-fid / --min-is) was missed: exit code 1, not a usage error."""
 
     exit_code = 1

@@ -113,6 +113,41 @@ def prompt_walk(G, z: torch.Tensor, text, positions: list[tuple[int, int, float]
     return torch.cat(out)
 
 
+def walk_images(G, device, *, seed: int, rows: int, frames: int, loop: bool, method: str, check=None,
+                text=None, by_prompt: bool = False, class_keys: list[int] | None = None,
+                seeds: list[int] | None = None, fixed_class: int | None = None) -> torch.Tensor:
+    """The frames of one walk → uint8 [T, R, 3, H, W]: between captions (``by_prompt``, ``text`` = K captions),
+    between classes (``class_keys``: soft one-hot labels at fixed z), or between ``seeds`` (slerp/lerp of z; the
+    class ``fixed_class`` or class r % C on row r of a conditional model, the first caption of a text model)."""
+    from cgantool.sampling import generate, latents
+
+    if by_prompt:
+        positions = walk_positions(len(text), frames, loop)
+        images = prompt_walk(G, latents(seed, range(rows), G.z_dim), text, positions, device, check=check)
+        return images.view(len(positions), rows, *images.shape[1:])
+    if class_keys is not None:
+        positions = walk_positions(len(class_keys), frames, loop)
+        onehot = torch.eye(G.num_classes)[class_keys]  # [K, C]
+        soft = torch.stack([onehot[i] * (1 - t) + onehot[j] * t for i, j, t in positions])  # [T, C]
+        T = soft.shape[0]
+        z_all = latents(seed, range(rows), G.z_dim).unsqueeze(0).expand(T, rows, -1).reshape(T * rows, -1)
+        y_all = soft.unsqueeze(1).expand(T, rows, -1).reshape(T * rows, -1)
+    else:
+        keys_z = torch.stack([latents(s, range(rows), G.z_dim) for s in seeds])  # [K, R, D]
+        walk = interpolate_keys(keys_z, frames, method, loop)  # [T, R, D]
+        T = walk.shape[0]
+        z_all = walk.reshape(T * rows, -1)
+        if text is not None:
+            y_all = text[torch.zeros(T * rows, dtype=torch.int64)]  # the first caption, held fixed
+        elif G.num_classes:
+            per_row = torch.tensor([fixed_class if fixed_class is not None else r % G.num_classes for r in range(rows)])
+            y_all = per_row.repeat(T)
+        else:
+            y_all = None
+    images = generate(G, z_all, y_all, batch_size=64, device=device, check=check)
+    return images.view(T, rows, *images.shape[1:])
+
+
 def write_frames(frames_u8: torch.Tensor, out: Path, fps: int) -> str:
     """frames [T, R, 3, H, W] uint8 → animated GIF (R images stacked per frame), PNG strip (R rows × T), or DIR.
 
@@ -131,7 +166,7 @@ def _write_frames(frames_u8: torch.Tensor, out: Path, fps: int) -> str:
     from PIL import Image
     from torchvision.utils import make_grid
 
-    from cgantool.checkpoint import atomic_write
+    from cgantool.files import atomic_write
     from cgantool.sampling import enlarge
 
     T, R = frames_u8.shape[:2]

@@ -199,7 +199,7 @@ def build_report(run: RunRecord, out_html: Path | None, png_dir: Path | None) ->
 
             parts.append(f"<h2>Config</h2><pre>{html.escape(to_toml(run.config))}</pre>")
         parts.append("</body></html>")
-        from cgantool.checkpoint import atomic_write
+        from cgantool.files import atomic_write
 
         atomic_write(out_html, lambda tmp: Path(tmp).write_text("\n".join(parts)))
         written.append(out_html)

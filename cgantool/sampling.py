@@ -179,7 +179,7 @@ def sample_to_folder(
             if start < shown:
                 kept.append(images[: shown - start])
         if prompts is not None:
-            from cgantool.checkpoint import atomic_write
+            from cgantool.files import atomic_write
 
             def write_tsv(tmp):
                 with open(tmp, "w") as f:
@@ -227,7 +227,7 @@ def save_grid(images_u8: torch.Tensor, path, nrow: int) -> None:
     from PIL import Image
     from torchvision.utils import make_grid
 
-    from cgantool.checkpoint import atomic_write
+    from cgantool.files import atomic_write
 
     grid = make_grid(enlarge(images_u8), nrow=nrow, padding=2, pad_value=0)  # uint8 [3, H', W']
     img = Image.fromarray(grid.permute(1, 2, 0).numpy())
@@ -239,7 +239,7 @@ def save_png(image_u8: torch.Tensor, path) -> None:
 
     from PIL import Image
 
-    from cgantool.checkpoint import atomic_write
+    from cgantool.files import atomic_write
 
     img = Image.fromarray(image_u8.permute(1, 2, 0).numpy())
     atomic_write(Path(path), lambda tmp: img.save(tmp, format="PNG"))
@@ -263,12 +263,10 @@ def resolve_class(ckpt, value: str) -> int:
                                 hint=f"classes: {', '.join(names[:20])}{' ...' if num > 20 else ''}")
         return idx
     if value not in names:
-        import difflib
+        from cgantool.registry import did_you_mean
 
-        close = difflib.get_close_matches(value, names, n=1)
-        guess = f"did you mean '{close[0]}'? " if close else ""
         raise CgantoolError(f"unknown class '{value}'",
-                            hint=f"{guess}classes: {', '.join(names[:20])}{' ...' if num > 20 else ''}")
+                            hint=f"{did_you_mean(value, names)}classes: {', '.join(names[:20])}{' ...' if num > 20 else ''}")
     return names.index(value)
 
 
@@ -323,38 +321,11 @@ def check_prompts(ckpt, prompts: list[str] | None, prompts_file) -> list[str] | 
 
 
 def encode_prompts(ckpt, prompts: list[str], device, allow_download: bool = False) -> "TextCond":  # noqa: F821
-    """Prompts → TextCond with the text encoder the checkpoint recorded (its weights travel in the file for
-    the builtin encoder). Words outside a builtin vocabulary follow the run's ``text.unknown_words``. An ``hf:``
-    encoder named by the file is loaded from local files only unless ``allow_download`` (the user's flag)."""
-    from cgantool.text.encoders import from_info
+    """Prompts → TextCond with the text encoder the checkpoint recorded (``text.encoders.load_text_encoder``).
+    Words outside a builtin vocabulary follow the run's ``text.unknown_words``."""
+    from cgantool.text.encoders import load_text_encoder
 
-    info = ckpt.data_info.get("text")
-    if info is None:
-        from cgantool.errors import CheckpointError
-
-        raise CheckpointError("this text-to-image checkpoint lacks its text encoder description",
-                              hint="it was not written by cgantool train --preset xmcgan")
-    from cgantool.errors import CgantoolError, CheckpointError
-
-    def broken(e) -> CheckpointError:
-        return CheckpointError(f"{ckpt.path}: its text encoder does not load ({e})",
-                               hint="the file was damaged or edited; use another checkpoint")
-
-    has = ckpt.has("text_encoder")
-    if not isinstance(info, dict) or "encoder" not in info:
-        raise broken("data_info.text names no encoder")
-    try:
-        if has and info["encoder"] == "builtin":
-            # shapes first, on the meta device: the vocabulary and dim in the metadata must fit the tensors
-            with torch.device("meta"):
-                from_info(info, {k: torch.empty(v, device="meta") for k, v in ckpt.shapes("text_encoder").items()})
-        encoder = from_info(info, ckpt.tensors("text_encoder") if has else None,
-                            allow_download=allow_download).to(device)
-    except CgantoolError:
-        raise
-    except (RuntimeError, ValueError, TypeError, KeyError) as e:
-        raise broken(e) from None
-    return encoder.encode(prompts)
+    return load_text_encoder(ckpt, device, allow_download=allow_download).encode(prompts)
 
 
 def prompt_conditions(ckpt, n: int, prompts: list[str] | None, device, allow_download: bool = False):

@@ -18,7 +18,7 @@ IMAGE_PRESETS = ["sngan", "contragan", "infomax-gan", "dualcontrast"]
 def _trainer(preset: str, amp: str):
     from cgantool.config import resolve_config
     from cgantool.data import load_dataset
-    from cgantool.engine.loop import build_trainer
+    from cgantool.engine.trainer import build_trainer
 
     cfg = resolve_config(preset, sets=["model.g_channels=8", "model.d_channels=8", "data.num_images=64",
                                        "train.batch_size=8", f"train.cpu_amp={amp}"], flags={"data.resolution": 16})

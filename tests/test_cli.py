@@ -174,7 +174,13 @@ def test_presets_listing(runner):
     for name in ("sngan", "infomax-gan", "contragan", "dualcontrast"):
         assert name in result.output
     shown = invoke(runner, "presets", "contragan")
-    assert shown.exit_code == 0 and "StudioGAN" in shown.output
+    assert shown.exit_code == 0 and "StudioGAN" in shown.stdout
+    import tomllib
+
+    from cgantool.config import config_to_dict, resolve_config
+
+    # stdout is exactly the preset's resolved config as TOML (the description a comment): it can be saved and reused
+    assert tomllib.loads(shown.stdout) == config_to_dict(resolve_config("contragan"))
 
 
 def test_data_export_round_trip(runner, tmp_path):

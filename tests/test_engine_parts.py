@@ -103,7 +103,7 @@ def test_registry_suggests_names():
 def test_reuse_fake_saves_one_generator_forward_and_still_trains_g(reuse):
     from cgantool.config import resolve_config
     from cgantool.data import load_dataset
-    from cgantool.engine.loop import build_trainer
+    from cgantool.engine.trainer import build_trainer
 
     cfg = resolve_config("sngan", sets=["model.g_channels=8", "model.d_channels=8", "data.num_images=64",
                                         "train.batch_size=4", "train.d_steps_per_g_step=2",

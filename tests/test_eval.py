@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cgantool.errors import CgantoolError, OfflineError
-from cgantool.eval import inception
+from cgantool.eval import weights as weights_module
 from cgantool.eval.inception import load_feature_extractor, resolve_inception_weights
 from tests.conftest import invoke
 from tests.test_cli import assert_usage_error
@@ -92,8 +92,8 @@ def test_eval_bad_input(tiny_run, runner, tmp_path):
 
 
 def test_eval_without_inception_weights_fails_fast_offline(tiny_run, runner, monkeypatch, tmp_path):
-    monkeypatch.setattr(inception, "URL", "http://127.0.0.1:9/inception-2015-12-05.pt")
-    monkeypatch.setattr(inception, "CLEANFID_PATH", tmp_path / "absent.pt")
+    monkeypatch.setattr(weights_module, "URL", "http://127.0.0.1:9/inception-2015-12-05.pt")
+    monkeypatch.setattr(weights_module, "CLEANFID_PATH", tmp_path / "absent.pt")
     monkeypatch.delenv("CGANTOOL_INCEPTION_WEIGHTS", raising=False)
     start = time.monotonic()
     result = invoke(runner, "eval", tiny_run / "checkpoints" / "last.safetensors", "--fid", "-n", "10")
@@ -122,14 +122,14 @@ def test_download_to_a_silent_server_times_out(tmp_path, monkeypatch):
     port = server.getsockname()[1]
     accepted = []
     threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
-    monkeypatch.setattr(inception, "CLEANFID_PATH", tmp_path / "absent.pt")
+    monkeypatch.setattr(weights_module, "CLEANFID_PATH", tmp_path / "absent.pt")
     monkeypatch.delenv("CGANTOOL_INCEPTION_WEIGHTS", raising=False)
     start = time.monotonic()
     with pytest.raises(OfflineError) as e:
         resolve_inception_weights(timeout=1.0, url=f"http://127.0.0.1:{port}/inception-2015-12-05.pt")
     assert time.monotonic() - start < 10
-    assert inception.URL in e.value.hint and str(inception.cache_path()) in e.value.hint
-    assert not list(inception.cache_path().parent.glob(".*tmp*"))
+    assert weights_module.URL in e.value.hint and str(weights_module.cache_path()) in e.value.hint
+    assert not list(weights_module.cache_path().parent.glob(".*tmp*"))
     server.close()
 
 
@@ -223,8 +223,6 @@ def _scripted_inception(path):
 def test_inception_path_with_a_scripted_stand_in(tiny_run, runner, tmp_path, mode, monkeypatch):
     import hashlib
 
-    from cgantool.eval import inception
-
     weights = tmp_path / "inception-2015-12-05.pt"
     _scripted_inception(weights)
     args = ("eval", tiny_run / "checkpoints" / "last.safetensors", "--fid", "--is", "-n", "20",
@@ -233,7 +231,7 @@ def test_inception_path_with_a_scripted_stand_in(tiny_run, runner, tmp_path, mod
     assert result.exit_code == 0, result.output
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     assert json.loads(result.stdout)["extractor"] == f"unverified-inception-{digest[:12]}/{mode}"
-    monkeypatch.setattr(inception, "SHA256", digest)  # as if the stand-in were clean-fid's file
+    monkeypatch.setattr(weights_module, "SHA256", digest)  # as if the stand-in were clean-fid's file
     result = invoke(runner, *args)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cgantool.errors import CgantoolError, OfflineError
-from cgantool.eval import inception
+from cgantool.eval import weights as weights_module
 from cgantool.eval.inception import (
     InceptionFeatures,
     download_file,
@@ -38,7 +38,7 @@ def _isolated(tmp_path, monkeypatch):
     """A fresh cache dir per test, no env override, and no clean-fid copy in the real /tmp."""
     monkeypatch.setenv("CGANTOOL_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("CGANTOOL_INCEPTION_WEIGHTS", raising=False)
-    monkeypatch.setattr(inception, "CLEANFID_PATH", tmp_path / "cleanfid-tmp" / inception.FILENAME)
+    monkeypatch.setattr(weights_module, "CLEANFID_PATH", tmp_path / "cleanfid-tmp" / weights_module.FILENAME)
 
 
 def _leftovers(folder: Path) -> list[Path]:
@@ -60,7 +60,7 @@ def test_explicit_path_must_exist(tmp_path):
     missing = tmp_path / "nope.pt"
     with pytest.raises(CgantoolError, match="not found at") as e:
         resolve_inception_weights(str(missing))
-    assert str(missing) in e.value.message and inception.URL in e.value.hint
+    assert str(missing) in e.value.message and weights_module.URL in e.value.hint
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"x")  # an explicit choice is taken as is, whatever its size
     assert resolve_inception_weights(str(weights)) == weights
@@ -81,19 +81,19 @@ def test_env_var_points_at_the_weights(tmp_path, monkeypatch):
 
 def _trust(monkeypatch, path: Path) -> None:
     """Make ``path`` 'clean-fid's file' for this test: the expected sha256 becomes the file's."""
-    monkeypatch.setattr(inception, "SHA256", inception.sha256_file(path))
+    monkeypatch.setattr(weights_module, "SHA256", weights_module.sha256_file(path))
 
 
 def test_cache_then_a_verified_cleanfid_copy_adopted_into_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(inception, "MIN_BYTES", 100)
-    monkeypatch.setattr(inception, "URL", CLOSED_PORT_URL)
-    cleanfid_copy = inception.CLEANFID_PATH
+    monkeypatch.setattr(weights_module, "MIN_BYTES", 100)
+    monkeypatch.setattr(weights_module, "URL", CLOSED_PORT_URL)
+    cleanfid_copy = weights_module.CLEANFID_PATH
     cleanfid_copy.parent.mkdir(parents=True)
     cleanfid_copy.write_bytes(b"\1" * 150)
     _trust(monkeypatch, cleanfid_copy)
     # clean-fid's /tmp copy is taken only as a verified copy inside cgantool's own cache dir
-    cached = inception.cache_path()
-    assert cached == tmp_path / "cache" / inception.FILENAME
+    cached = weights_module.cache_path()
+    assert cached == tmp_path / "cache" / weights_module.FILENAME
     assert resolve_inception_weights(download=False) == cached and cached.read_bytes() == b"\1" * 150
     assert _leftovers(cached.parent) == []
     cleanfid_copy.unlink()
@@ -103,15 +103,15 @@ def test_cache_then_a_verified_cleanfid_copy_adopted_into_the_cache(tmp_path, mo
 @pytest.mark.parametrize("size", [150, 99, 200_000])
 def test_an_unverified_file_in_cleanfids_tmp_location_is_never_used(tmp_path, monkeypatch, capsys, size):
     # a planted file in a world-writable directory: right name, wrong content (or a size it cannot have)
-    monkeypatch.setattr(inception, "MIN_BYTES", 100)
-    monkeypatch.setattr(inception, "MAX_BYTES", 100_000)
-    monkeypatch.setattr(inception, "URL", CLOSED_PORT_URL)
-    inception.CLEANFID_PATH.parent.mkdir(parents=True)
-    inception.CLEANFID_PATH.write_bytes(b"\2" * size)
+    monkeypatch.setattr(weights_module, "MIN_BYTES", 100)
+    monkeypatch.setattr(weights_module, "MAX_BYTES", 100_000)
+    monkeypatch.setattr(weights_module, "URL", CLOSED_PORT_URL)
+    weights_module.CLEANFID_PATH.parent.mkdir(parents=True)
+    weights_module.CLEANFID_PATH.write_bytes(b"\2" * size)
     with pytest.raises(OfflineError, match="not on this machine"):
         resolve_inception_weights(download=False)
-    assert f"warning: ignoring {inception.CLEANFID_PATH}" in capsys.readouterr().err
-    assert not inception.cache_path().exists() and _leftovers(inception.cache_path().parent) == []
+    assert f"warning: ignoring {weights_module.CLEANFID_PATH}" in capsys.readouterr().err
+    assert not weights_module.cache_path().exists() and _leftovers(weights_module.cache_path().parent) == []
     with pytest.raises(OfflineError, match="could not download"):
         resolve_inception_weights(timeout=2.0)
 
@@ -120,15 +120,15 @@ def test_an_unverified_file_in_cleanfids_tmp_location_is_never_used(tmp_path, mo
 
 
 def test_closed_port_fails_fast_with_the_url_and_the_cache_path_in_the_hint(monkeypatch):
-    monkeypatch.setattr(inception, "URL", CLOSED_PORT_URL)
+    monkeypatch.setattr(weights_module, "URL", CLOSED_PORT_URL)
     start = time.monotonic()
     with pytest.raises(OfflineError) as e:
         resolve_inception_weights(timeout=2.0)
     assert time.monotonic() - start < 5
     assert e.value.message.startswith("could not download the Inception weights (")
-    assert CLOSED_PORT_URL in e.value.hint and str(inception.cache_path()) in e.value.hint
+    assert CLOSED_PORT_URL in e.value.hint and str(weights_module.cache_path()) in e.value.hint
     assert "--inception-weights PATH" in e.value.hint and "CGANTOOL_INCEPTION_WEIGHTS" in e.value.hint
-    assert _leftovers(inception.cache_path().parent) == []
+    assert _leftovers(weights_module.cache_path().parent) == []
 
 
 def test_a_server_that_never_answers_times_out():
@@ -136,15 +136,15 @@ def test_a_server_that_never_answers_times_out():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(4)
-    url = f"http://127.0.0.1:{server.getsockname()[1]}/{inception.FILENAME}"
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/{weights_module.FILENAME}"
     try:
         start = time.monotonic()
         with pytest.raises(OfflineError) as e:
             resolve_inception_weights(timeout=1.0, url=url)
         assert time.monotonic() - start < 5
         assert "no response for 1 s" in e.value.message or "timed out" in e.value.message
-        assert inception.URL in e.value.hint and str(inception.cache_path()) in e.value.hint
-        assert _leftovers(inception.cache_path().parent) == []
+        assert weights_module.URL in e.value.hint and str(weights_module.cache_path()) in e.value.hint
+        assert _leftovers(weights_module.cache_path().parent) == []
     finally:
         server.close()
 
@@ -217,7 +217,7 @@ class _Server:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{inception.FILENAME}"
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{weights_module.FILENAME}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
@@ -227,15 +227,15 @@ class _Server:
 
 def test_download_succeeds_atomically_and_is_cached(monkeypatch):
     body = _zip_bytes(5000)
-    monkeypatch.setattr(inception, "SHA256", hashlib.sha256(body).hexdigest())
+    monkeypatch.setattr(weights_module, "SHA256", hashlib.sha256(body).hexdigest())
     server = _Server(body)
-    monkeypatch.setattr(inception, "MIN_BYTES", 4000)
-    monkeypatch.setattr(inception, "URL", server.url)
+    monkeypatch.setattr(weights_module, "MIN_BYTES", 4000)
+    monkeypatch.setattr(weights_module, "URL", server.url)
     try:
         path = resolve_inception_weights(timeout=5.0)
     finally:
         server.close()
-    assert path == inception.cache_path() and path.read_bytes() == body
+    assert path == weights_module.cache_path() and path.read_bytes() == body
     assert _leftovers(path.parent) == []
     assert resolve_inception_weights(timeout=5.0) == path and server.hits == 1  # second call: no network
 
@@ -312,7 +312,7 @@ class _StandInWithoutOutput(nn.Module):
 
 def _save(module: nn.Module, folder: Path) -> Path:
     torch.manual_seed(0)
-    path = folder / inception.FILENAME
+    path = folder / weights_module.FILENAME
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(torch.jit.script(module), str(path))
@@ -408,7 +408,7 @@ def test_wrapper_errors(tmp_path, weights, images):
         InceptionFeatures(junk)
     with pytest.raises(CgantoolError, match="cannot load the Inception weights") as e:
         InceptionFeatures(junk, unverified=True)
-    assert inception.URL in e.value.hint
+    assert weights_module.URL in e.value.hint
     with pytest.raises(ValueError, match="uint8"):
         InceptionFeatures(weights)(images.float())
 

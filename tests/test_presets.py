@@ -10,7 +10,7 @@ import torch
 
 from cgantool.config import resolve_config
 from cgantool.data import load_dataset
-from cgantool.engine.loop import build_trainer
+from cgantool.engine.trainer import build_trainer
 from cgantool.engine.model import build_gan
 from cgantool.errors import ConfigError
 from cgantool.terms import Batch

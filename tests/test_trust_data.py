@@ -13,7 +13,7 @@ from PIL import Image, PngImagePlugin
 
 from cgantool.config import DataConfig, resolve_config
 from cgantool.data import load_dataset
-from cgantool.data.sources import _to_8bit
+from cgantool.data.decode import _to_8bit
 from cgantool.errors import ConfigError, DataError
 from tests.conftest import TINY, invoke
 from tests.test_cli import assert_usage_error

@@ -26,6 +26,7 @@ from torch import nn
 
 from cgantool.errors import CgantoolError, OfflineError
 from cgantool.eval import evaluate, inception
+from cgantool.eval import weights as weights_module
 from tests.conftest import invoke
 from tests.test_cli import assert_usage_error
 
@@ -39,8 +40,8 @@ def _isolated(tmp_path, monkeypatch):
     for var in ("CGANTOOL_INCEPTION_WEIGHTS", "CGANTOOL_UNVERIFIED_INCEPTION", "HF_HUB_OFFLINE",
                 "CGANTOOL_FEATURE_EXTRACTOR"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(inception, "CLEANFID_PATH", tmp_path / "world-writable" / inception.FILENAME)
-    monkeypatch.setattr(inception, "URL", CLOSED_PORT_URL)
+    monkeypatch.setattr(weights_module, "CLEANFID_PATH", tmp_path / "world-writable" / weights_module.FILENAME)
+    monkeypatch.setattr(weights_module, "URL", CLOSED_PORT_URL)
 
 
 class _ConstantLayers(nn.Module):
@@ -106,22 +107,22 @@ def _eval_folders(runner, tmp_path, *args):
 
 def test_the_pinned_digest_is_clean_fids_file():
     # the value k-diffusion pins for this URL (crowsonkb/k-diffusion, k_diffusion/evaluation.py)
-    assert inception.SHA256 == "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
-    assert inception.URL.endswith("/inception-2015-12-05.pt")
+    assert weights_module.SHA256 == "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
+    assert weights_module.URL.endswith("/inception-2015-12-05.pt")
 
 
 def test_a_planted_file_in_the_cache_is_refused_before_it_runs(runner, tmp_path, jit_loads):
-    _planted(inception.cache_path())
+    _planted(weights_module.cache_path())
     result = _eval_folders(runner, tmp_path, "--max-fid", "1")
     assert_usage_error(result, "not clean-fid's inception-2015-12-05.pt", "--unverified-inception",
                        "CGANTOOL_UNVERIFIED_INCEPTION")
-    assert str(inception.cache_path()) in result.output
+    assert str(weights_module.cache_path()) in result.output
     assert jit_loads == []  # refused before torch.jit.load: none of its code ran
     assert "fid" not in result.stdout
 
 
 def test_a_planted_file_at_an_explicit_path_or_env_var_is_refused(runner, tmp_path, jit_loads, monkeypatch):
-    weights = _planted(tmp_path / "mine" / inception.FILENAME)
+    weights = _planted(tmp_path / "mine" / weights_module.FILENAME)
     assert_usage_error(_eval_folders(runner, tmp_path, "--inception-weights", weights), "not clean-fid's")
     monkeypatch.setenv("CGANTOOL_INCEPTION_WEIGHTS", str(weights))
     assert_usage_error(invoke(runner, "eval", "--real", tmp_path / "real", "--fake", tmp_path / "fake", "--fid",
@@ -130,30 +131,30 @@ def test_a_planted_file_at_an_explicit_path_or_env_var_is_refused(runner, tmp_pa
 
 
 def test_a_planted_file_in_cleanfids_tmp_location_is_ignored(runner, tmp_path, jit_loads, monkeypatch):
-    monkeypatch.setattr(inception, "MIN_BYTES", 0)  # the stand-in is small: reach the hash check
-    planted = _planted(inception.CLEANFID_PATH)
+    monkeypatch.setattr(weights_module, "MIN_BYTES", 0)  # the stand-in is small: reach the hash check
+    planted = _planted(weights_module.CLEANFID_PATH)
     result = _eval_folders(runner, tmp_path, "--max-fid", "1")
     # nothing else is on this machine and nothing can be downloaded: that is the one error; the planted file
     # was hashed, found wrong and ignored (a warning), never copied into the cache and never loaded
     assert_usage_error(result, "could not download the Inception weights")
     assert f"warning: ignoring {planted}" in result.output
-    assert not inception.cache_path().exists() and jit_loads == []
+    assert not weights_module.cache_path().exists() and jit_loads == []
 
 
 def test_a_matching_file_in_cleanfids_tmp_location_is_used_as_a_verified_copy(runner, tmp_path, jit_loads,
                                                                                monkeypatch):
-    monkeypatch.setattr(inception, "MIN_BYTES", 0)
-    planted = _planted(inception.CLEANFID_PATH)
-    monkeypatch.setattr(inception, "SHA256", hashlib.sha256(planted.read_bytes()).hexdigest())
+    monkeypatch.setattr(weights_module, "MIN_BYTES", 0)
+    planted = _planted(weights_module.CLEANFID_PATH)
+    monkeypatch.setattr(weights_module, "SHA256", hashlib.sha256(planted.read_bytes()).hexdigest())
     result = _eval_folders(runner, tmp_path, "--json", "-")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["extractor"] == "inception-2015-12-05/clean"
-    assert jit_loads == [str(inception.cache_path())]  # loaded from cgantool's copy, not from /tmp
-    assert inception.cache_path().read_bytes() == planted.read_bytes()
+    assert jit_loads == [str(weights_module.cache_path())]  # loaded from cgantool's copy, not from /tmp
+    assert weights_module.cache_path().read_bytes() == planted.read_bytes()
 
 
 def test_the_explicit_flag_loads_a_different_file_and_says_so(runner, tmp_path, jit_loads, monkeypatch):
-    weights = _planted(tmp_path / "mine" / inception.FILENAME)
+    weights = _planted(tmp_path / "mine" / weights_module.FILENAME)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     result = _eval_folders(runner, tmp_path, "--inception-weights", weights, "--unverified-inception", "--json", "-")
     assert result.exit_code == 0, result.output
@@ -172,10 +173,10 @@ def test_the_explicit_flag_loads_a_different_file_and_says_so(runner, tmp_path, 
 
 
 def test_unverified_weights_never_share_the_reference_feature_cache(tmp_path, monkeypatch):
-    weights = _planted(tmp_path / "mine" / inception.FILENAME)
+    weights = _planted(tmp_path / "mine" / weights_module.FILENAME)
     opts = evaluate.EvalOptions(num_samples=8, batch_size=4, inception_weights=str(weights), unverified_inception=True)
     unverified = evaluate.Extractor(opts)
-    monkeypatch.setattr(inception, "SHA256", hashlib.sha256(weights.read_bytes()).hexdigest())
+    monkeypatch.setattr(weights_module, "SHA256", hashlib.sha256(weights.read_bytes()).hexdigest())
     verified = evaluate.Extractor(evaluate.EvalOptions(num_samples=8, batch_size=4, inception_weights=str(weights)))
     # the cache key of the real features is the extractor's name: the two must differ
     assert verified.name == "inception-2015-12-05/clean" and unverified.name.startswith("unverified-inception-")
@@ -202,29 +203,30 @@ def test_hashing_reads_the_file_in_chunks(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(inception, "HASH_CHUNK", 1000)
-    monkeypatch.setattr(inception, "open", lambda p, mode="r": Spy(real_open(p, mode)), raising=False)
-    assert inception.sha256_file(path) == hashlib.sha256(data).hexdigest()
+    monkeypatch.setattr(weights_module, "HASH_CHUNK", 1000)
+    monkeypatch.setattr(weights_module, "open", lambda p, mode="r": Spy(real_open(p, mode)), raising=False)
+    assert weights_module.sha256_file(path) == hashlib.sha256(data).hexdigest()
     # 5 full chunks, a 632-byte tail, one empty read: never the whole file at once
     assert reads == [1000] * 7
     # verification goes through the same chunked reader, and a "verified" file needs no flag and prints nothing
-    monkeypatch.setattr(inception, "SHA256", hashlib.sha256(data).hexdigest())
-    assert inception.verify_inception_weights(path) == inception.SHA256
+    monkeypatch.setattr(weights_module, "SHA256", hashlib.sha256(data).hexdigest())
+    assert weights_module.verify_inception_weights(path) == weights_module.SHA256
 
 
 def test_verification_errors_and_consent(tmp_path, monkeypatch, capsys):
     path = tmp_path / "other.pt"
     path.write_bytes(b"not clean-fid's")
     with pytest.raises(CgantoolError, match="not clean-fid's") as e:
-        inception.verify_inception_weights(path)
-    assert "--unverified-inception" in e.value.hint and inception.URL in e.value.hint
+        weights_module.verify_inception_weights(path)
+    assert "--unverified-inception" in e.value.hint and weights_module.URL in e.value.hint
     assert capsys.readouterr().err == ""
-    assert inception.verify_inception_weights(path, unverified=True) == hashlib.sha256(b"not clean-fid's").hexdigest()
+    digest = hashlib.sha256(b"not clean-fid's").hexdigest()
+    assert weights_module.verify_inception_weights(path, unverified=True) == digest
     assert "UNVERIFIED" in capsys.readouterr().err
-    assert not inception.unverified_allowed()
+    assert not weights_module.unverified_allowed()
     for value, allowed in (("1", True), ("yes", True), ("0", False), ("false", False), ("", False)):
         monkeypatch.setenv("CGANTOOL_UNVERIFIED_INCEPTION", value)
-        assert inception.unverified_allowed() is allowed, value
+        assert weights_module.unverified_allowed() is allowed, value
     with pytest.raises(CgantoolError, match="not clean-fid's"):
         inception.load_torchscript(path)  # the public loader checks too
 
@@ -236,9 +238,9 @@ def test_a_download_with_another_digest_is_rejected(tmp_path):
     server = _Server(body)
     try:
         with pytest.raises(OSError, match="sha256 is"):
-            inception.download_file(server.url, tmp_path / "w.pt", timeout=5.0, max_seconds=30.0,
+            weights_module.download_file(server.url, tmp_path / "w.pt", timeout=5.0, max_seconds=30.0,
                                     sha256=hashlib.sha256(b"something else").hexdigest())
-        path = inception.download_file(server.url, tmp_path / "w.pt", timeout=5.0, max_seconds=30.0,
+        path = weights_module.download_file(server.url, tmp_path / "w.pt", timeout=5.0, max_seconds=30.0,
                                        sha256=hashlib.sha256(body).hexdigest())
     finally:
         server.close()

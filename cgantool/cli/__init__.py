@@ -40,14 +40,12 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from cgantool.errors import CgantoolError, GateFailed
+        from cgantool.errors import CgantoolError
 
         try:
             return fn(*args, **kwargs)
-        except CgantoolError as e:
+        except CgantoolError as e:  # usage errors exit 2; a missed --max-fid / --min-is (GateFailed) exits 1
             raise fail(_escape(e.message), _escape(e.hint) if e.hint else None, code=e.exit_code) from None
-        except GateFailed as e:
-            raise fail(_escape(str(e)), code=1) from None
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
 

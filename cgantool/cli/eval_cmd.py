@@ -10,7 +10,7 @@ import typer
 
 from cgantool.cli import app, err_console, guarded
 
-EXAMPLE = "cgantool eval runs/x/checkpoints/last.safetensors --fid --kid --json -"
+EXAMPLE = "cgantool eval runs/x/checkpoints/last.safetensors --metrics fid,kid,prdc --json -"
 
 
 @app.command("eval", help="Score a checkpoint (or two image folders): FID, KID, IS, precision/recall/density/coverage.\n\n"
@@ -18,6 +18,8 @@ EXAMPLE = "cgantool eval runs/x/checkpoints/last.safetensors --fid --kid --json 
 @guarded
 def eval_(
     checkpoint: Path = typer.Argument(None, help="A cgantool checkpoint (or use --real/--fake)."),
+    metrics: str = typer.Option(None, "--metrics", help="Comma-separated metric names, e.g. fid,kid,prdc (with the "
+                                "flags below: all of them); an unknown name lists the valid ones."),
     fid: bool = typer.Option(False, "--fid"),
     kid: bool = typer.Option(False, "--kid"),
     is_: bool = typer.Option(False, "--is", help="Inception Score (Inception extractor only)."),
@@ -40,54 +42,36 @@ def eval_(
     min_is: float = typer.Option(None, "--min-is", help="Exit 1 when IS is below this."),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
-    from cgantool.engine.loop import resolve_device
+    from cgantool.device import resolve_device
     from cgantool.errors import CgantoolError, GateFailed
-    from cgantool.eval.evaluate import EvalOptions, evaluate_folders, evaluate_generator
+    from cgantool.eval import evaluate
+    from cgantool.eval.registry import check_metrics
 
     if mode not in ("clean", "legacy_tensorflow", "legacy_pytorch"):
         raise CgantoolError(f"unknown --mode '{mode}'", hint="use clean, legacy_tensorflow or legacy_pytorch")
     _check_json_target(json_out)  # before minutes of compute, not after
-    wanted = tuple(m for m, on in (("fid", fid), ("kid", kid), ("is", is_), ("prdc", prdc)) if on) or ("fid", "kid")
+    named = check_metrics((m.strip() for m in (metrics or "").split(",") if m.strip()), "--metrics")
+    flags = tuple(m for m, on in (("fid", fid), ("kid", kid), ("is", is_), ("prdc", prdc)) if on)
+    wanted = tuple(dict.fromkeys(flags + named)) or ("fid", "kid")
     if max_fid is not None and "fid" not in wanted:
         wanted = ("fid", *wanted)
     if min_is is not None and "is" not in wanted:
         wanted = (*wanted, "is")
-    opts = EvalOptions(metrics=wanted, num_samples=num_samples, batch_size=batch_size, seed=seed, mode=mode,
-                       feature_extractor=feature_extractor or os.environ.get("CGANTOOL_FEATURE_EXTRACTOR", ""),
-                       inception_weights=inception_weights, unverified_inception=unverified_inception,
-                       per_class=per_class, device=resolve_device(device))
+    options = dict(metrics=wanted, num_samples=num_samples, batch_size=batch_size, seed=seed, mode=mode,
+                   feature_extractor=feature_extractor or os.environ.get("CGANTOOL_FEATURE_EXTRACTOR", ""),
+                   inception_weights=inception_weights, unverified_inception=unverified_inception,
+                   per_class=per_class, device=resolve_device(device))
     if (real is None) != (fake is None):
         raise CgantoolError("--real and --fake go together", hint="pass both folders, or a checkpoint")
     if real is not None:
         if checkpoint is not None:
             raise CgantoolError("pass a checkpoint or --real/--fake, not both", hint="drop one of them")
-        result = evaluate_folders(real, fake, opts)
-        result.update(real=str(real), fake=str(fake))
+        result = evaluate.evaluate_folders(real, fake, evaluate.EvalOptions(**options))
     else:
         if checkpoint is None:
             raise CgantoolError("nothing to evaluate", hint="pass a checkpoint, or --real DIR --fake DIR")
-        from cgantool.checkpoint import load_checkpoint
-        from cgantool.config import DataConfig
-        from cgantool.data import load_dataset, parse_source
-        from cgantool.engine.model import load_generator
-
-        ckpt = load_checkpoint(checkpoint)
-        data_cfg = ckpt.config.data
-        if data is not None:
-            source, res = parse_source(data)
-            data_cfg = DataConfig(**{**data_cfg.model_dump(), "source": source,
-                                     "resolution": res or ckpt.data_info["resolution"]})
-        dataset = load_dataset(data_cfg)
-        G = load_generator(ckpt, ema=not no_ema, device=opts.device)
-        text_encoder = None
-        if ckpt.config.model.conditioning == "text":
-            from cgantool.text.encoders import from_info
-
-            text_encoder = from_info(ckpt.data_info["text"], ckpt.tensors("text_encoder") if ckpt.has("text_encoder")
-                                     else None, allow_download=allow_download).to(opts.device)
-        result = evaluate_generator(G, G.num_classes, dataset, opts, text_encoder=text_encoder)
-        result.update(checkpoint=str(checkpoint), step=ckpt.step, preset=ckpt.preset, dataset=dataset.source,
-                      ema=not no_ema and ckpt.has("G_ema"))
+        result = evaluate.evaluate_checkpoint(checkpoint, **options, data=data, ema=not no_ema,
+                                              allow_download=allow_download)
     _report(result, json_out)
     m = result["metrics"]
     if max_fid is not None and m["fid"] > max_fid:
@@ -112,7 +96,7 @@ def _report(result: dict, json_out: str | None) -> None:
     if json_out == "-":
         typer.echo(json.dumps(result, indent=2))
     elif json_out:
-        from cgantool.checkpoint import atomic_write
+        from cgantool.files import atomic_write
 
         try:
             atomic_write(Path(json_out), lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))

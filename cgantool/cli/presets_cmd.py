@@ -18,8 +18,8 @@ def presets(name: str = typer.Argument(None, help="A preset to show in full.")) 
     console = Console()
     if name is not None:
         cfg = resolve_config(name)
-        console.print(f"[bold]{name}[/]  {preset_header(name)}", highlight=False)
-        typer.echo(to_toml(config_to_dict(cfg)), nl=False)
+        about = "".join(f"# {line}".rstrip() + "\n" for line in f"{name}: {preset_header(name)}".splitlines())
+        typer.echo(about + to_toml(config_to_dict(cfg)), nl=False)  # stdout is valid TOML (the header a comment)
         return
     table = Table(title="cgantool presets")
     table.add_column("preset", no_wrap=True, style="bold")

@@ -35,42 +35,18 @@ def sample(
     device: str = typer.Option("auto", "--device"),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
 ) -> None:
-    import math
-
-    from cgantool.checkpoint import load_checkpoint
-    from cgantool.engine.loop import resolve_device
-    from cgantool.engine.model import load_generator
+    from cgantool.api import sample_checkpoint
     from cgantool.errors import CgantoolError, printable
-    from cgantool.sampling import (GRID_MAX_IMAGES, check_counts, check_output, check_prompts, class_labels,
-                                   prompt_conditions, sample_to_folder)
 
     if prompt is not None and prompts_file is not None:
         raise CgantoolError("--prompt and --prompts-file exclude each other", hint="pass only one of them")
-    check_counts(n, batch_size)
-    ckpt = load_checkpoint(checkpoint)  # metadata only
-    if out is None:
-        run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-        out = run / "generated" / f"{checkpoint.stem}-seed{seed}"
-    check_output(out, folder=True, force=force)  # before any compute
-    prompts = check_prompts(ckpt, [prompt] if prompt is not None else None, prompts_file)
-    n, labels_of = class_labels(ckpt, n, class_, classes, per_class)
-    check_counts(n, batch_size)  # --per-class M gives M x classes
-    dev = resolve_device(device)
-    G = load_generator(ckpt, ema=not no_ema, device=dev)
-    text = prompt_conditions(ckpt, len(prompts) if prompts else 0, prompts, dev,
-                             allow_download=allow_download)  # [K] captions, or None
-    if text is not None:
-        text = text.to("cpu")
-        labels_of = lambda idx: text[idx % len(text)]  # noqa: E731  image i shows caption i % K
-    shown = min(n, GRID_MAX_IMAGES)
-    columns = None
-    if grid:
-        by_prompt = text is not None and len(prompts) > 1 and len(prompts) <= 16
-        columns = nrow or (len(prompts) if by_prompt else None) or (per_class and len(ckpt.data_info["class_names"])) \
-            or math.ceil(math.sqrt(shown))
-    shown = sample_to_folder(G, out, n=n, seed=seed, labels_of=labels_of, batch_size=batch_size, device=dev,
-                             truncation=truncation, grid_nrow=columns, prompts=prompts if text is not None else None)
-    what = "EMA generator" if not no_ema and ckpt.has("G_ema") else "generator"
+    done = sample_checkpoint(
+        checkpoint, out, n=n, seed=seed, batch_size=batch_size, class_name=class_, classes=classes,
+        per_class=per_class, prompts=[prompt] if prompt is not None else None, prompts_file=prompts_file,
+        truncation=truncation, grid=grid, nrow=nrow, ema=not no_ema, device=device, force=force,
+        allow_download=allow_download,
+    )
+    shown, n = done["grid_images"], done["images"]
     grid_note = "" if not grid else " and grid.png" if shown == n else f" and grid.png (the first {shown})"
-    err_console.print(printable(f"wrote {n} images{grid_note} to {out} ({ckpt.preset}, step {ckpt.step}, {what}, "
-                                f"seed {seed})"), markup=False)
+    err_console.print(printable(f"wrote {n} images{grid_note} to {done['out']} ({done['preset']}, step {done['step']}, "
+                                f"{done['generator']}, seed {seed})"), markup=False)

@@ -11,7 +11,7 @@ from torch import nn
 from cgantool.config import RunConfig
 from cgantool.errors import ConfigError
 from cgantool.nets import build_discriminator, build_generator
-from cgantool.terms import TERMS, BuildContext, Term, enabled_terms
+from cgantool.terms import BuildContext, Term, check_terms, enabled, enabled_terms
 from cgantool.terms.adversarial import ADVERSARIAL, Adversarial
 
 
@@ -56,12 +56,15 @@ def resolve_conditioning(cfg: RunConfig, data_info: dict[str, Any]) -> str:
 
 def build_gan(cfg: RunConfig, data_info: dict[str, Any]) -> GAN:
     """Everything a run trains, built from the config alone (plus the data's resolution and classes)."""
-    num_classes = _num_classes(cfg, data_info)
+    conditioning = resolve_conditioning(cfg, data_info)  # 'auto' → class / none
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"conditioning": conditioning})})
+    check_terms(cfg)  # the terms' own checks (labels) on what is built, e.g. 'auto' on data without labels
+    num_classes = data_info["num_classes"] if conditioning == "class" else 0
     resolution = int(data_info["resolution"])
     m = cfg.model
     d_kw: dict[str, Any] = dict(resolution=resolution, channels=m.d_channels or None, num_classes=num_classes)
     # conditional D = projection discriminator, unless a term (2C, D2D-CE) carries the class information
-    class_term = any(TERMS.get(name).carries_class for name in TERMS.names() if getattr(cfg.loss, name).weight > 0)
+    class_term = any(term.carries_class for term in enabled(cfg.loss))
     if m.arch == "sngan":
         if class_term:
             d_kw["num_classes"] = 0
@@ -138,3 +141,20 @@ def load_generator(ckpt, ema: bool = True, device: torch.device | str = "cpu") -
             "training diverged before this checkpoint; use an earlier RUN/checkpoints/step_*.safetensors",
         )
     return G.to(device).eval()
+
+
+def resolve_for_data(cfg: RunConfig, data_info: dict[str, Any]) -> RunConfig:
+    """The run's config with every choice that depends on the data or the machine made, once, before the engine
+    is built: ``model.conditioning = 'auto'`` → class / none, and XMC-GAN's ``loss.xmc.image_encoder = 'auto'`` →
+    the pretrained network whose weights are present (or none). The result is what the checkpoint records."""
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"conditioning": resolve_conditioning(cfg, data_info)})})
+    xmc = getattr(cfg.loss, "xmc", None)
+    if cfg.model.conditioning == "text" and xmc is not None:
+        from cgantool.nets.image_encoders import resolve_image_encoder
+
+        resolved = resolve_image_encoder(xmc.image_encoder if xmc.image_pretrained > 0 else "none")
+        if resolved != xmc.image_encoder:
+            loss = cfg.loss.model_copy(update={"xmc": xmc.model_copy(update={"image_encoder": resolved})})
+            cfg = cfg.model_copy(update={"loss": loss})
+    return cfg

@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgantool.checkpoint import Checkpoint, atomic_write, load_checkpoint
+from cgantool.checkpoint import Checkpoint, load_checkpoint
+from cgantool.files import atomic_write
 from cgantool.config import RunConfig, diff_configs, read_toml, validate_config
 from cgantool.errors import CgantoolError, CheckpointError, ConfigError
 

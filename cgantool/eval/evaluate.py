@@ -1,7 +1,9 @@
-"""Evaluate a generator (or a folder of images) against a dataset: FID, KID, IS, PR/DC, per-class FID.
+"""Evaluate a checkpoint, a generator or a folder of images against a dataset with the registered metrics
+(:mod:`cgantool.eval.registry`: FID, KID, IS, PR/DC, per-class FID, the shapes attribute probe, plugins).
 
 Images go generator → uint8 (exactly what a PNG would hold) → feature extractor, in memory. Real features of a
 dataset are computed once and cached under cgantool's cache dir, keyed by everything that changes them.
+:func:`evaluate_checkpoint` is what ``cgantool eval`` calls, and what a notebook imports.
 """
 
 from __future__ import annotations
@@ -21,14 +23,13 @@ import torch
 
 from cgantool import __version__
 from cgantool.errors import CgantoolError, DataError, warn
-from cgantool.eval import metrics as M
-
-METRICS = ("fid", "kid", "is", "prdc")
+from cgantool.files import atomic_write
+from cgantool.eval.registry import Metric, MetricInputs, check_metrics, planned, run_metrics
 
 
 @dataclass
 class EvalOptions:
-    metrics: tuple[str, ...] = ("fid", "kid")
+    metrics: tuple[str, ...] = ("fid", "kid")  # names in cgantool.eval.registry.METRICS
     num_samples: int = 10000
     batch_size: int = 100
     seed: int = 0
@@ -36,8 +37,12 @@ class EvalOptions:
     feature_extractor: str = ""  # "" = Inception; else "module:function"
     inception_weights: str | None = None
     unverified_inception: bool = False  # load Inception weights whose sha256 is not clean-fid's (explicit consent)
-    per_class: bool = False
+    per_class: bool = False  # adds "fid_per_class" to the metrics
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def selected(self, where: str = "metrics") -> tuple[str, ...]:
+        """The metric names asked for, each registered (a ConfigError naming ``where`` otherwise)."""
+        return check_metrics((*self.metrics, *(("fid_per_class",) if self.per_class else ())), where)
 
 
 class Extractor:
@@ -57,7 +62,8 @@ class Extractor:
             self.fn = load_feature_extractor(opts.feature_extractor)
             self.name = opts.feature_extractor
         else:
-            from cgantool.eval.inception import InceptionFeatures, resolve_inception_weights, unverified_allowed
+            from cgantool.eval.inception import InceptionFeatures
+            from cgantool.eval.weights import resolve_inception_weights, unverified_allowed
 
             path = resolve_inception_weights(opts.inception_weights)
             self.fn = InceptionFeatures(path, mode=opts.mode, device=opts.device,
@@ -165,30 +171,39 @@ def real_features(dataset, extractor: Extractor, opts: EvalOptions, labels_too: 
     out = {"features": _batched(extractor.features, torch.as_tensor(np.asarray(images)), opts.batch_size)}
     if dataset.labels is not None:
         out["labels"] = dataset.labels[:n].numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **out)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # (a file object: np.savez would add .npz to a path)
+            np.savez(f, **out)
+
+    atomic_write(path, write)
     return out
 
 
 def compute_metrics(real: np.ndarray, fake: np.ndarray, wanted: tuple[str, ...], fake_probs: np.ndarray | None,
                     seed: int) -> dict[str, float]:
-    out: dict[str, float] = {}
+    """The ``wanted`` metrics that need only features (and ``fake_probs``), e.g. FID, KID, IS, PR/DC."""
+    inputs = MetricInputs(seed=seed, real=real, fake=fake, fake_probs=fake_probs)
+    return _run(planned(wanted, inputs), inputs)
+
+
+def _run(todo: list[Metric], inputs: MetricInputs) -> dict[str, Any]:
+    real, fake = inputs.real, inputs.fake
     if real.shape[1] != fake.shape[1]:  # e.g. reference features cached from an earlier version of a user extractor
         raise CgantoolError(f"the reference features have {real.shape[1]} dimensions and the generated ones "
                             f"{fake.shape[1]}", hint="clear the stats in cgantool's cache dir, or fix the extractor")
-    if "fid" in wanted:
-        out["fid"] = float(M.frechet_distance(*M.feature_stats(real), *M.feature_stats(fake)))
-    if "kid" in wanted:
-        mean, std = M.kernel_inception_distance(real, fake, seed=seed)
-        out["kid"], out["kid_std"] = float(mean), float(std)
-    if "is" in wanted and fake_probs is not None:
-        mean, std = M.inception_score(fake_probs, splits=min(10, len(fake_probs)))
-        out["is"], out["is_std"] = float(mean), float(std)
-    if "prdc" in wanted:
-        out.update({k: float(v) for k, v in M.prdc(real, fake).items()})
-    return out
+    return run_metrics(todo, inputs)
+
+
+def _needs(todo: list[Metric]) -> set[str]:
+    return set().union(*(m.needs for m in todo))
+
+
+def _result(metrics: dict[str, Any], num_real: int, num_fake: int, extractor: Extractor, opts: EvalOptions,
+            start: float, **extra: Any) -> dict[str, Any]:
+    """The result of every evaluation, as ``eval --json`` writes it."""
+    return {"metrics": metrics, "num_real": int(num_real), "num_fake": int(num_fake), "extractor": extractor.name,
+            "mode": opts.mode, "seed": opts.seed, "seconds": round(time.perf_counter() - start, 2),
+            "cgantool_version": __version__, **extra}
 
 
 def caption_of(dataset, i: int) -> str:
@@ -204,72 +219,84 @@ def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extracto
     from cgantool.sampling import default_labels, generate, latents
 
     start = time.perf_counter()
+    text = text_encoder is not None
+    if text and dataset.captions is None:
+        raise DataError(f"a text-to-image model is evaluated on captioned data; '{dataset.source}' has none",
+                        hint="evaluate on the training data (drop --data) or a captions .jsonl / coco: source")
+    inputs = MetricInputs(seed=opts.seed, dataset=dataset, num_classes=num_classes, text=text,
+                          class_names=dataset.class_names or ())
+    todo = planned(opts.selected(), inputs)
+    needs = _needs(todo)
     extractor = extractor or Extractor(opts)
     real = real_features(dataset, extractor, opts)
     n = opts.num_samples
     labels = default_labels(n, num_classes)
+    if text:  # fake i shows caption i mod N: the class (if any) of image i mod N
+        labels = dataset.labels[torch.arange(n) % len(dataset)] if dataset.labels is not None else None
     feats, probs, kept = [], [], []
-    use_probe = _shapes_classes(dataset, num_classes)
-    if text_encoder is not None:
-        if dataset.captions is None:
-            raise DataError(f"a text-to-image model is evaluated on captioned data; '{dataset.source}' has none",
-                            hint="evaluate on the training data (drop --data) or a captions .jsonl / coco: source")
-        use_probe = _shapes_captions(dataset)
-        if use_probe:  # single-object shapes: every caption names the image's (colour, shape) = its class
-            labels = dataset.labels[torch.arange(n) % len(dataset)]
     for i in range(0, n, opts.batch_size):  # generate and extract in chunks: bounded memory for any N
         idx = range(i, min(i + opts.batch_size, n))
-        if text_encoder is not None:
+        if text:
             cond = text_encoder.encode([caption_of(dataset, j) for j in idx]).to("cpu")
         else:
             cond = labels[i : idx.stop] if labels is not None else None
         images = generate(G, latents(opts.seed, idx, G.z_dim), cond, batch_size=opts.batch_size, device=opts.device)
-        if "is" in opts.metrics:
+        if "probs" in needs:
             f, pr = extractor.features_and_probs(images)
             feats.append(f.numpy())
             probs.append(pr.numpy())
         else:
             feats.append(extractor.features(images).numpy())
-        if use_probe:
+        if "images" in needs:
             kept.append(images)
-    fake = np.concatenate(feats)
-    result = compute_metrics(real["features"], fake, opts.metrics, np.concatenate(probs) if probs else None, opts.seed)
-    if use_probe:
-        from cgantool.eval.probe import attribute_accuracy, load_probe, real_ceiling
-
-        probe = load_probe(dataset.resolution)
-        result.update(attribute_accuracy(torch.cat(kept), labels, probe))
-        result["attribute_accuracy_real"] = real_ceiling(probe, dataset.resolution)
-    if opts.per_class and num_classes:
-        if "labels" not in real:
-            raise DataError("per-class FID needs a labelled dataset", hint="evaluate against the labelled training data")
-        per = {}
-        names = dataset.class_names
-        for c in range(num_classes):
-            r = real["features"][real["labels"] == c]
-            f = fake[labels.numpy() == c]
-            if len(r) >= 2 and len(f) >= 2:
-                per[names[c] if c < len(names) else str(c)] = float(M.frechet_distance(*M.feature_stats(r), *M.feature_stats(f)))
-        result["fid_per_class"] = per
-        result["fid_intra_class_mean"] = float(np.mean(list(per.values()))) if per else float("nan")
-    return {"metrics": result, "num_real": int(len(real["features"])), "num_fake": int(n), "extractor": extractor.name,
-            "mode": opts.mode, "seed": opts.seed, "seconds": round(time.perf_counter() - start, 2),
-            "cgantool_version": __version__}
+    inputs.real, inputs.real_labels = real["features"], real.get("labels")
+    inputs.fake, inputs.fake_labels = np.concatenate(feats), labels
+    inputs.fake_probs = np.concatenate(probs) if probs else None
+    inputs.fake_images = torch.cat(kept) if kept else None
+    return _result(_run(todo, inputs), len(real["features"]), n, extractor, opts, start)
 
 
-def _shapes_classes(dataset, num_classes: int) -> bool:
-    """The attribute probe applies to class-conditional models of the built-in shapes data."""
-    from cgantool.data.shapes import class_names
+def evaluate_checkpoint(checkpoint: str | os.PathLike, *, metrics: tuple[str, ...] | list[str] = ("fid", "kid"),
+                        num_samples: int = 10000, batch_size: int = 100, seed: int = 0, mode: str = "clean",
+                        feature_extractor: str = "", inception_weights: str | None = None,
+                        unverified_inception: bool = False, per_class: bool = False,
+                        device: str | torch.device = "auto", data: str | None = None, ema: bool = True,
+                        allow_download: bool = False) -> dict[str, Any]:
+    """Score a cgantool checkpoint: what ``cgantool eval CHECKPOINT`` computes and prints as ``--json``.
 
-    return dataset.source == "shapes" and num_classes > 0 and dataset.class_names == class_names()
+    ``metrics``: registered names (:func:`cgantool.eval.registry.metric_names`); ``data``: a reference data source
+    other than the checkpoint's (``"cifar10"``, ``"shapes:32"``...); ``ema``: the EMA generator when the file has
+    one; ``allow_download``: let a checkpoint's ``hf:`` text encoder come from the hub. The other arguments are
+    :class:`EvalOptions`. Errors are :class:`~cgantool.errors.CgantoolError` (one line and a hint).
+    """
+    from cgantool.checkpoint import load_checkpoint
+    from cgantool.config import DataConfig
+    from cgantool.data import load_dataset, parse_source
+    from cgantool.device import resolve_device
+    from cgantool.engine.model import load_generator
 
+    opts = EvalOptions(metrics=tuple(metrics), num_samples=num_samples, batch_size=batch_size, seed=seed, mode=mode,
+                       feature_extractor=feature_extractor, inception_weights=inception_weights,
+                       unverified_inception=unverified_inception, per_class=per_class,
+                       device=device if isinstance(device, torch.device) else resolve_device(device))
+    opts.selected()  # an unknown metric fails before the checkpoint is read
+    ckpt = load_checkpoint(checkpoint)
+    data_cfg = ckpt.config.data
+    if data is not None:
+        source, res = parse_source(data)
+        data_cfg = DataConfig(**{**data_cfg.model_dump(), "source": source,
+                                 "resolution": res or ckpt.data_info["resolution"]})
+    dataset = load_dataset(data_cfg)
+    G = load_generator(ckpt, ema=ema, device=opts.device)
+    text_encoder = None
+    if ckpt.config.model.conditioning == "text":
+        from cgantool.text.encoders import load_text_encoder
 
-def _shapes_captions(dataset) -> bool:
-    """The attribute probe reads text-to-image fakes of single-object shapes (captions name one object)."""
-    from cgantool.data.shapes import class_names
-
-    return (dataset.source == "shapes" and dataset.class_names == class_names() and dataset.labels is not None
-            and all(len(caps) and caps[0].count(" and ") == 0 for caps in dataset.captions[:100]))
+        text_encoder = load_text_encoder(ckpt, opts.device, allow_download=allow_download)
+    result = evaluate_generator(G, G.num_classes, dataset, opts, text_encoder=text_encoder)
+    result.update(checkpoint=str(checkpoint), step=ckpt.step, preset=ckpt.preset, dataset=dataset.source,
+                  ema=ema and ckpt.has("G_ema"))
+    return result
 
 
 def load_folder_images(folder: Path, resolution: int | None = None) -> torch.Tensor:
@@ -296,30 +323,30 @@ def load_folder_images(folder: Path, resolution: int | None = None) -> torch.Ten
 
 
 def evaluate_folders(real_dir: Path, fake_dir: Path, opts: EvalOptions) -> dict[str, Any]:
+    """Metrics of the images in ``fake_dir`` against those in ``real_dir`` (``cgantool eval --real --fake``)."""
     start = time.perf_counter()
+    inputs = MetricInputs(seed=opts.seed)
+    todo = planned(opts.selected(), inputs)
     extractor = Extractor(opts)
     real_imgs = load_folder_images(real_dir)
     fake_imgs = load_folder_images(fake_dir, resolution=real_imgs.shape[-1])
-    real = _batched(extractor.features, real_imgs, opts.batch_size)
-    fake = _batched(extractor.features, fake_imgs, opts.batch_size)
-    probs = _batched(extractor.probs, fake_imgs, opts.batch_size) if "is" in opts.metrics else None
-    result = compute_metrics(real, fake, opts.metrics, probs, opts.seed)
-    return {"metrics": result, "num_real": len(real), "num_fake": len(fake), "extractor": extractor.name,
-            "mode": opts.mode, "seed": opts.seed, "seconds": round(time.perf_counter() - start, 2),
-            "cgantool_version": __version__}
+    inputs.real = _batched(extractor.features, real_imgs, opts.batch_size)
+    inputs.fake = _batched(extractor.features, fake_imgs, opts.batch_size)
+    if "probs" in _needs(todo):
+        inputs.fake_probs = _batched(extractor.probs, fake_imgs, opts.batch_size)
+    if "images" in _needs(todo):
+        inputs.fake_images = fake_imgs
+    return _result(_run(todo, inputs), len(inputs.real), len(inputs.fake), extractor, opts, start,
+                   real=str(real_dir), fake=str(fake_dir))
 
 
 class TrainEvaluator:
     """Metrics during training (``eval.every``): built once, so a missing extractor fails before step 1."""
 
     def __init__(self, cfg, dataset, device: torch.device):
-        unknown = [m for m in cfg.eval.metrics if m not in METRICS]
-        if unknown:
-            from cgantool.errors import ConfigError
-
-            raise ConfigError(f"unknown metric '{unknown[0]}' in eval.metrics", hint=f"valid: {', '.join(METRICS)}")
         self.opts = EvalOptions(metrics=tuple(cfg.eval.metrics), num_samples=cfg.eval.num_samples,
                                 feature_extractor=cfg.eval.feature_extractor, seed=cfg.train.seed, device=device)
+        self.opts.selected("eval.metrics")  # the config checked them; a plugin metric may have been removed since
         self.dataset = dataset
         self.extractor = Extractor(self.opts)
 

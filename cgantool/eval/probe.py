@@ -7,7 +7,6 @@ was generated for; the same probe on held-out real images gives the ceiling.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cgantool.data.shapes import COLORS, SHAPES, generate_shapes
+from cgantool.files import atomic_write
 
 PROBE_SEED = 10_000
 HELDOUT_SEED = 20_000
@@ -75,10 +75,8 @@ def load_probe(resolution: int, n_train: int = 4000, steps: int = 400) -> ShapeP
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in probe.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
+    weights = {k: v.contiguous() for k, v in probe.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(weights, str(tmp)))
     return probe.eval()
 
 

@@ -33,6 +33,11 @@ def build_discriminator(arch: str, **kw: Any) -> nn.Module:
     return DISCRIMINATORS.get(arch)(**kw)
 
 
+def arch_names() -> list[str]:
+    """The architectures ``model.arch`` may name (registration order): those with a generator and a discriminator."""
+    return [name for name, _ in GENERATORS.items() if name in DISCRIMINATORS]
+
+
 def supported_resolutions(arch: str) -> tuple[int, ...]:
     """Image sizes the backbone ``arch`` has a layout for."""
     return tuple(GENERATORS.get(arch).resolutions)
@@ -40,6 +45,6 @@ def supported_resolutions(arch: str) -> tuple[int, ...]:
 
 __all__ = [
     "DISCRIMINATORS", "GENERATORS", "BigGANDiscriminator", "BigGANGenerator", "Contrastive2CHeads", "DiscOutput",
-    "InfoMaxHeads", "SNGANDiscriminator", "SNGANGenerator", "XMCDiscriminator", "XMCGenerator", "build_discriminator", "build_generator",
-    "supported_resolutions",
+    "InfoMaxHeads", "SNGANDiscriminator", "SNGANGenerator", "XMCDiscriminator", "XMCGenerator", "arch_names",
+    "build_discriminator", "build_generator", "supported_resolutions",
 ]

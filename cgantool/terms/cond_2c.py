@@ -6,27 +6,44 @@ embeddings, the labels the fakes were generated for). lambda = ``loss.cond_2c.we
 
 from __future__ import annotations
 
-from cgantool.errors import ConfigError
+from pydantic import Field
+
 from cgantool.losses import contrastive_2c_loss, data_to_data_cross_entropy
 from cgantool.nets import Contrastive2CHeads
-from cgantool.terms import TERMS, Term
+from cgantool.terms import TERMS, Term, TermConfig, refuse_text
+
+
+class Cond2CConfig(TermConfig):
+    weight: float = Field(0.0, ge=0.0, description="lambda of ContraGAN's 2C loss; 0 = off.")
+    temperature: float = Field(1.0, gt=0.0)
+    margin: float = Field(0.0, ge=0.0)
+    embed_dim: int = Field(512, ge=1)
+
+
+class D2DCEConfig(TermConfig):
+    weight: float = Field(0.0, ge=0.0, description="ReACGAN's D2D-CE weight (real in D, fake in G); 0 = off.")
+    temperature: float = Field(0.5, gt=0.0)
+    m_p: float = Field(0.98, description="Positive margin.")
+    m_n: float = Field(0.02, description="Negative margin (StudioGAN: 1 - m_p).")
+    embed_dim: int = Field(512, ge=1)
 
 
 @TERMS.register("cond_2c")
 class Cond2CTerm(Term):
     name = "cond_2c"
     key = "cond_2c"
+    section = Cond2CConfig
+    needs_labels = True  # checked (once) by Term.check, also after 'auto' conditioning is resolved
     carries_class = True  # the class information reaches D through this term, not a projection
     what = "ContraGAN's 2C loss"
 
+    @classmethod
+    def check(cls, cfg):
+        super().check(cfg)
+        refuse_text(cfg, cls.name)
+
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)
-        if ctx.num_classes < 2:
-            raise ConfigError(
-                f"loss.{self.name} ({self.what}) needs class labels, but the model is unconditional",
-                hint="use labelled data (shapes, cifar10, a folder with one sub-folder per class) "
-                f"and model.conditioning = 'class', or set loss.{self.name}.weight = 0",
-            )
         self.heads_args = (ctx.feature_dims["h"], ctx.num_classes, cfg.embed_dim)
 
     def build_heads(self):
@@ -49,6 +66,7 @@ class D2DCETerm(Cond2CTerm):
 
     name = "d2d_ce"
     key = "d2d_ce"
+    section = D2DCEConfig
     what = "ReACGAN's D2D-CE"
 
     def _loss(self, heads, out, labels):

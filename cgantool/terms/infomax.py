@@ -6,16 +6,30 @@ heads; alpha = beta = ``loss.infomax.weight`` (0.2 in the paper).
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from cgantool.errors import ConfigError
 from cgantool.losses import infonce_local_global_loss
 from cgantool.nets import InfoMaxHeads
-from cgantool.terms import TERMS, Term
+from cgantool.terms import TERMS, Term, TermConfig, refuse_text
+
+
+class InfoMaxConfig(TermConfig):
+    weight: float = Field(0.0, ge=0.0, description="alpha = beta of InfoMax-GAN; 0 = off.")
+    rkhs_dim: int = Field(1024, ge=1)
 
 
 @TERMS.register("infomax")
 class InfoMaxTerm(Term):
     name = "infomax"
     key = "infonce"
+    what = "InfoMax-GAN's InfoNCE"
+    section = InfoMaxConfig
+
+    @classmethod
+    def check(cls, cfg):
+        super().check(cfg)
+        refuse_text(cfg, cls.name)
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)

@@ -11,15 +11,45 @@ ImageNet encoder's logits (``loss.xmc.image_encoder``). Negatives are the rest o
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
+from cgantool.errors import ConfigError
 from cgantool.losses import xmc_contrastive_loss, xmc_word_region_loss
-from cgantool.terms import TERMS, Term
+from cgantool.terms import TERMS, Term, TermConfig
+
+
+class XMCConfig(TermConfig):
+    weight: float = Field(0.0, ge=0.0, description="XMC-GAN's contrastive losses, all scaled by this; 0 = off.")
+    sentence: float = Field(1.0, ge=0.0, description="Sentence–image term (real in D, fake in G).")
+    word: float = Field(1.0, ge=0.0, description="Word–region term (real in D, fake in G).")
+    image: float = Field(1.0, ge=0.0, description="Image–image term on D features (G only).")
+    image_pretrained: float = Field(1.0, ge=0.0, description="Image–image term on a pretrained encoder (G only).")
+    image_encoder: Literal["auto", "resnet50", "vgg16", "none"] = Field(
+        "auto", description="Pretrained encoder of the image–image term; 'auto' = whichever torchvision weights "
+        "are present locally (resnet50, then vgg16), else none. Stored resolved."
+    )
+    temperature: float = Field(0.1, gt=0.0, description="Sentence–image and image–image temperature.")
+    word_temperature: float = Field(0.02, gt=0.0, description="Word–region temperature (1 / gamma3).")
+    rho1: float = Field(5.0, gt=0.0, description="Word–region attention sharpness (gamma1).")
+    rho2: float = Field(5.0, gt=0.0, description="Word–region aggregation sharpness (gamma2).")
 
 
 @TERMS.register("xmc")
 class XMCTerm(Term):
     name = "xmc"
     key = "xmc"
+    what = "XMC-GAN's contrastive losses"
+    section = XMCConfig
     needs_real_in_g = True
+
+    @classmethod
+    def check(cls, cfg):
+        super().check(cfg)
+        if cfg.model.conditioning != "text":
+            raise ConfigError(f"loss.xmc ({cls.what}) needs model.conditioning = 'text'",
+                              hint="use --preset xmcgan, or set loss.xmc.weight = 0")
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)

@@ -6,11 +6,11 @@ stay in host memory and only the rows of a batch travel to the device."""
 from __future__ import annotations
 
 import hashlib
-import os
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from cgantool.files import atomic_write
 from cgantool.text.cond import TextCond
 from cgantool.text.encoders import TextEncoder
 
@@ -48,10 +48,7 @@ class TextBank:
         feats = {"sentence": cond.sentence.float().cpu().contiguous(), "words": cond.words.half().cpu().contiguous(),
                  "lengths": cond.mask.sum(1).cpu().contiguous()}
         if cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            save_file(feats, str(tmp))
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp: save_file(feats, str(tmp)))
         return feats
 
     def rows(self, rows: torch.Tensor) -> TextCond:

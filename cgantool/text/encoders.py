@@ -189,10 +189,21 @@ class HFText(TextEncoder):
         return TextCond(sentence=sentence, words=words, mask=mask)
 
 
+ENCODERS = ("builtin", "minilm")  # the named encoders; any 'hf:<model name or local path>' is one too
+HF_SPEC = "hf:<model name or local path>"
+
+
+def encoder_names() -> list[str]:
+    """What ``text.encoder`` may be, as error hints list it."""
+    return [*ENCODERS, HF_SPEC]
+
+
 def check_spec(spec: str) -> str:
-    if spec in ("builtin", "minilm") or (spec.startswith("hf:") and len(spec) > 3):
+    if spec in ENCODERS or (spec.startswith("hf:") and len(spec) > 3):
         return spec
-    raise ValueError("must be 'builtin', 'minilm' or 'hf:<model name or local path>'")
+    from cgantool.registry import did_you_mean
+
+    raise ValueError(f"{did_you_mean(spec, ENCODERS)}must be {', '.join(repr(n) for n in encoder_names())}")
 
 
 def _hf_cache() -> str:
@@ -236,3 +247,33 @@ def from_info(info: dict[str, Any], tensors: dict[str, torch.Tensor] | None = No
     except ValueError as e:
         raise CheckpointError(f"the checkpoint names an unknown text encoder '{spec}' ({e})", hint=hint) from None
     return HFText(spec[3:], max_words=max_words, local_files_only=not allow_download)
+
+
+def load_text_encoder(ckpt, device: torch.device | str = "cpu", allow_download: bool = False) -> TextEncoder:
+    """The text encoder a text-to-image checkpoint recorded (``data_info["text"]``, and for the builtin encoder its
+    ``text_encoder`` weights), checked against the file first: a damaged description or weights that do not fit
+    it are one CheckpointError. An ``hf:`` model is fetched from the hub only with ``allow_download``."""
+    from cgantool.errors import CgantoolError
+
+    info = ckpt.data_info.get("text")
+    if info is None:
+        raise CheckpointError("this text-to-image checkpoint lacks its text encoder description",
+                              hint="it was not written by cgantool train --preset xmcgan")
+
+    def broken(e) -> CheckpointError:
+        return CheckpointError(f"{ckpt.path}: its text encoder does not load ({e})",
+                               hint="the file was damaged or edited; use another checkpoint")
+
+    if not isinstance(info, dict) or "encoder" not in info:
+        raise broken("data_info.text names no encoder")
+    has = ckpt.has("text_encoder")
+    try:
+        if has and info["encoder"] == "builtin":
+            # shapes first, on the meta device: the vocabulary and dim in the metadata must fit the tensors
+            with torch.device("meta"):
+                from_info(info, {k: torch.empty(v, device="meta") for k, v in ckpt.shapes("text_encoder").items()})
+        return from_info(info, ckpt.tensors("text_encoder") if has else None, allow_download=allow_download).to(device)
+    except CgantoolError:
+        raise
+    except (RuntimeError, ValueError, TypeError, KeyError) as e:
+        raise broken(e) from None

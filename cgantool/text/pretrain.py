@@ -10,14 +10,13 @@ in cgantool's cache dir, keyed by the data and the text settings, so a second ru
 from __future__ import annotations
 
 import hashlib
-import os
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cgantool.data.batches import to_float
+from cgantool.files import atomic_write
 from cgantool.losses import xmc_contrastive_loss, xmc_word_region_loss
 from cgantool.text.encoders import BuiltinText
 from cgantool.text.vocab import Vocab
@@ -91,18 +90,6 @@ def pretrain_builtin(dataset, text_cfg, seed: int, device: torch.device, log=Non
         nn.utils.clip_grad_norm_(params, 0.25)
         opt.step()
     enc.net.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in enc.net.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
+    weights = {k: v.detach().cpu().contiguous() for k, v in enc.net.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(weights, str(tmp)))
     return enc
-
-
-def retrieval_accuracy(enc: BuiltinText, dataset, n: int = 256) -> float:
-    """Diagnostic: how often a caption's sentence feature is closest to another caption of the same image
-    rather than to a caption of another image (1 / n = chance)."""
-    n = min(n, len(dataset))
-    a = enc.encode([dataset.captions[i][0] for i in range(n)]).sentence
-    b = enc.encode([dataset.captions[i][-1] for i in range(n)]).sentence
-    sim = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
-    return float((sim.argmax(1) == torch.arange(n, device=sim.device)).float().mean())

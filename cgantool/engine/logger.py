@@ -1,0 +1,125 @@
+"""What a run reports: metrics.jsonl lines, the rich progress bar (stderr), optional TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cgantool.config import RunConfig
+from cgantool.errors import ConfigError
+
+
+def tensorboard_writer(cfg: RunConfig):
+    """The SummaryWriter class when train.tensorboard is on (fails before the run dir is touched), else None."""
+    if not cfg.train.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("train.tensorboard = true but the tensorboard package is not installed",
+                          hint="pip install 'cgantool[tensorboard]' (or tensorboard), or set train.tensorboard = false") from None
+    return SummaryWriter
+
+
+class Logger:
+    """metrics.jsonl lines, the rich progress bar (stderr), and optionally TensorBoard scalars/images."""
+
+    def __init__(self, path: Path, console=None, progress: bool = True, start: int = 0, total: int = 0,
+                 tensorboard=None):
+        self.path, self.console, self.show_bar, self.start, self.total = path, console, progress, start, total
+        self.tb = tensorboard(log_dir=str(path.parent / "tensorboard"), purge_step=start or None) if tensorboard else None
+        self.t0 = time.perf_counter()
+        self.last_time, self.last_step = self.t0, start
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        if self.show_bar and self.console is not None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), console=self.console, transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=self.total, completed=self.start, info="")
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        if self.tb is not None:
+            self.tb.close()
+        return False
+
+    def _tb_scalars(self, step: int, row: dict[str, Any]) -> None:
+        if self.tb is not None:
+            for key, value in row.items():
+                if key not in ("step", "time") and isinstance(value, (int, float)):
+                    self.tb.add_scalar(key, value, step)
+
+    def write(self, step: int, pending: list[dict[str, torch.Tensor]], lr_factor: float, cfg: RunConfig) -> dict[str, Any]:
+        now = time.perf_counter()
+        keys = pending[-1].keys() if pending else []
+        means = {k: float(torch.stack([p[k] for p in pending]).float().mean()) for k in keys}
+        images = (step - self.last_step) * cfg.train.batch_size * cfg.train.d_steps_per_g_step
+        img_per_s = images / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, step
+        row = {"step": step, "time": round(now - self.t0, 3), "img_per_s": round(img_per_s, 2),
+               "lr_g": cfg.optim.lr_g * lr_factor, "lr_d": cfg.optim.lr_d * lr_factor, **means}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self._tb_scalars(step, row)
+        if self.progress is not None:
+            losses = "  ".join(f"{k} {v:.3f}" for k, v in means.items())
+            self.progress.update(self.task, completed=step, info=f"{img_per_s:.0f} img/s  {losses}")
+        return {k: v for k, v in row.items() if k not in ("time",)}
+
+    def write_eval(self, step: int, scores: dict[str, Any]) -> None:
+        row = {"step": step, "time": round(time.perf_counter() - self.t0, 3), **{f"eval/{k}": v for k, v in scores.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self._tb_scalars(step, row)
+        if self.console is not None:
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
+            self.console.print(f"step {step}: {shown}")
+
+
+class SampleGrid:
+    """The fixed grid a run draws every ``train.sample_every`` steps: 8 rows; a conditional model shows one class
+    per column (up to 20), a text-to-image model one caption per column (listed in samples/captions.txt)."""
+
+    def __init__(self, trainer, num_images: int, seed: int):
+        from cgantool.sampling import default_labels, latents
+
+        classes = trainer.gan.num_classes
+        self.columns = min(classes, 20) if classes else 8
+        self.captions: list[str] = []
+        self.c = default_labels(8 * self.columns, self.columns) if classes else None
+        if trainer.text is not None:  # the first caption of `columns` different images
+            rows = trainer.text.caption_rows(torch.arange(min(self.columns, num_images)))
+            self.columns = len(rows)
+            self.c = trainer.text.rows(rows.repeat(8))
+            self.captions = [trainer.text.texts[r] for r in rows.tolist()]
+        self.z = latents(seed, range(8 * self.columns), trainer.gan.G.z_dim)
+
+    def write_captions(self, folder: Path) -> None:
+        from cgantool.files import atomic_write
+
+        if self.captions:
+            text = "".join(f"column {i + 1}: {c}\n" for i, c in enumerate(self.captions))
+            atomic_write(folder / "captions.txt", lambda tmp: tmp.write_text(text))
+
+    def write(self, G, device, path: Path, tb=None, step: int = 0) -> None:
+        from cgantool.sampling import generate, save_grid
+
+        images = generate(G, self.z, self.c, device=device)
+        save_grid(images, path, nrow=self.columns)
+        if tb is not None:
+            from torchvision.utils import make_grid
+
+            tb.add_image("samples", make_grid(images, nrow=self.columns, padding=2), step)
