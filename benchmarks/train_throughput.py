@@ -79,8 +79,7 @@ def main() -> None:
         encoder, bank = prepare_text(cfg, data, device)
         info_d["text"] = encoder.info()
     t = build_trainer(cfg, data, device, None, info_d, dist_info=info, compile=args.compile,
-                      channels_last=args.channels_last)
-    t.text = bank
+                      channels_last=args.channels_last, text_bank=bank)
     k = cfg.train.d_steps_per_g_step
 
     def full_step():

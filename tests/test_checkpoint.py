@@ -82,3 +82,23 @@ def test_damaged_metadata(tmp_path):
               metadata={"format": "cgantool", "format_version": "1", "config": json.dumps({"nope": 1})})
     with pytest.raises(CheckpointError, match="damaged"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_written_before_the_architecture_step_still_samples(runner, tmp_path):
+    """tests/data/sngan-16px-before-0.2.safetensors was written by commit 7986aac (before terms owned their config
+    sections and the engine was split): a 2-step width-4 sngan on shapes:16, kept as bytes."""
+    from cgantool.checkpoint import load_checkpoint
+    from tests.conftest import ROOT, invoke
+
+    old = ROOT / "tests" / "data" / "sngan-16px-before-0.2.safetensors"
+    ckpt = load_checkpoint(old)
+    assert (ckpt.preset, ckpt.step, ckpt.config.model.conditioning) == ("sngan", 2, "class")
+    assert ckpt.config.loss.cond_2c.weight == 0.0 and ckpt.config.model.g_channels == 4
+    result = invoke(runner, "sample", old, "-n", "4", "--class", "red_circle", "--out", tmp_path / "s", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    images = sorted((tmp_path / "s").glob("0*.png"))
+    assert len(images) == 4 and all(Image.open(p).size == (16, 16) for p in images)
+    info = invoke(runner, "info", old)
+    assert info.exit_code == 0 and "sngan" in info.output

@@ -94,17 +94,9 @@ class SampleGrid:
     per column (up to 20), a text-to-image model one caption per column (listed in samples/captions.txt)."""
 
     def __init__(self, trainer, num_images: int, seed: int):
-        from cgantool.sampling import default_labels, latents
+        from cgantool.sampling import latents
 
-        classes = trainer.gan.num_classes
-        self.columns = min(classes, 20) if classes else 8
-        self.captions: list[str] = []
-        self.c = default_labels(8 * self.columns, self.columns) if classes else None
-        if trainer.text is not None:  # the first caption of `columns` different images
-            rows = trainer.text.caption_rows(torch.arange(min(self.columns, num_images)))
-            self.columns = len(rows)
-            self.c = trainer.text.rows(rows.repeat(8))
-            self.captions = [trainer.text.texts[r] for r in rows.tolist()]
+        self.columns, self.c, self.captions = trainer.cond.grid(num_images)
         self.z = latents(seed, range(8 * self.columns), trainer.gan.G.z_dim)
 
     def write_captions(self, folder: Path) -> None:

@@ -114,8 +114,8 @@ def _prepare(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistI
             dist.barrier(info)
         data_info["text"] = encoder.info()
     channels_last = opts.channels_last if opts.channels_last is not None else device.type == "cpu"
-    t = build_trainer(cfg, data, device, ckpt, data_info, info, compile=opts.compile, channels_last=channels_last)
-    t.text = bank
+    t = build_trainer(cfg, data, device, ckpt, data_info, info, compile=opts.compile, channels_last=channels_last,
+                      text_bank=bank)
     evaluator = None
     if cfg.eval.every and info.is_main:
         from cgantool.eval.evaluate import TrainEvaluator

@@ -18,6 +18,7 @@ from cgantool.data import ImageDataset
 from cgantool.data.batches import RealBatches, to_float
 from cgantool.ema import make_ema
 from cgantool.engine import dist
+from cgantool.engine.conditions import Conditions, conditions_for
 from cgantool.engine.dist import DistInfo
 from cgantool.engine.model import GAN, build_gan
 from cgantool.terms import Batch
@@ -37,14 +38,10 @@ class Trainer:
     device: torch.device
     augment: list[str]
     hflip: bool
-    text: Any = None  # TextBank of a text-to-image run: one caption per real image per step
+    cond: Conditions = field(default_factory=Conditions)  # class labels, captions or nothing (engine/conditions.py)
     dist: DistInfo = field(default_factory=DistInfo)
     channels_last: bool = False  # NHWC images (G and D were converted by build_trainer)
     _kept: Any = field(default=None, repr=False)  # train.reuse_fake: fakes of the last D step for the G step
-
-    @property
-    def text_conditioned(self) -> bool:
-        return self.text is not None
 
     def autocast(self):
         """bf16 autocast of G and D forwards where configured (train.amp on CUDA, train.cpu_amp on CPU)."""
@@ -62,12 +59,6 @@ class Trainer:
     def total_rows(self) -> int | None:
         return self.cfg.train.batch_size if self.dist.enabled else None
 
-    def sample_fake_c(self, n: int) -> torch.Tensor | None:
-        """Labels for the fakes of the global batch (all ranks draw the same; see ``local``)."""
-        if self.gan.num_classes == 0:
-            return None
-        return torch.randint(self.gan.num_classes, (n,), device=self.device, generator=self.noise)
-
     def sample_z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.gan.G.z_dim, device=self.device, generator=self.noise)
 
@@ -75,19 +66,14 @@ class Trainer:
         return dist.slice_rows(value, self.dist)
 
     def real_batch(self) -> tuple[torch.Tensor, Any]:
-        """Real images in [-1, 1] (this rank's rows) and the global batch's condition: labels, one sampled
-        caption each (TextCond), or None."""
+        """Real images in [-1, 1] (this rank's rows) and the global batch's condition (``self.cond``)."""
         images, labels, idx = self.reals.next(self.rows)
         x = to_float(images)  # [b, 3, R, R] in [-1, 1]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.hflip:
             x = random_hflip(x, self.noise, self.rows, self.total_rows)
-        if self.text is not None:
-            return x, self.text.sample(idx, self.noise)
-        if self.gan.num_classes and self.dist.enabled:
-            return x, self.reals.labels_of(idx)
-        return x, (labels if self.gan.num_classes else None)
+        return x, self.cond.real(labels, idx, self.reals, self.noise, self.dist.enabled)
 
     @staticmethod
     def _add(losses: dict[str, torch.Tensor], term, value) -> None:
@@ -126,7 +112,7 @@ class Trainer:
         and the G step reuses these fakes instead of a new G forward."""
         gan, B = self.gan, self.cfg.train.batch_size
         real_img, real_c = self.real_batch()
-        fake_c = real_c if self.text_conditioned else self.sample_fake_c(B)  # XMC-GAN: fakes from the real captions
+        fake_c = self.cond.fake(B, real_c, self.noise, self.device)  # (XMC-GAN: the real batch's captions)
         z = self.sample_z(B)
         with self.autocast():
             with torch.set_grad_enabled(keep_fake):
@@ -153,8 +139,8 @@ class Trainer:
         if kept is not None:  # train.reuse_fake: the last D step's fakes (and their reals), graph attached
             fake_img, fake_c, real_img, real_c = kept
         else:
-            real_img, real_c = self.real_batch() if self.text_conditioned else (None, None)
-            fake_c = real_c if self.text_conditioned else self.sample_fake_c(B)
+            real_img, real_c = self.real_batch() if self.cond.fakes_from_reals else (None, None)
+            fake_c = self.cond.fake(B, real_c, self.noise, self.device)
             z = self.sample_z(B)
             if needs_real and real_img is None:
                 real_img, real_c = self.real_batch()
@@ -238,7 +224,9 @@ def setup_text(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: C
 
 def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt: Checkpoint | None,
                   data_info: dict[str, Any] | None = None, dist_info: DistInfo | None = None,
-                  compile: bool = False, channels_last: bool = False) -> Trainer:
+                  compile: bool = False, channels_last: bool = False, text_bank=None) -> Trainer:
+    """A trainer for ``cfg`` (resolved: ``engine.model.resolve_for_data``), restored from ``ckpt`` on resume;
+    ``text_bank``: the caption features of a text-to-image run."""
     dist_info = dist_info or DistInfo()
     torch.manual_seed(cfg.train.seed)  # weight init
     gan = build_gan(cfg, data_info or data.info())
@@ -260,8 +248,7 @@ def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt
 
         position = restore_training_state(ckpt, gan, G_ema, opt_G, opt_D, noise)
     reals = RealBatches(data, cfg.train.batch_size, seed=cfg.train.seed, device=device, position=position)
-    # A flip would contradict captions naming left/right: only text-conditioned models read captions.
-    text_conditioned = cfg.model.conditioning == "text"
+    cond = conditions_for(gan.num_classes, text_bank)
     if channels_last:
         for m in (gan.G, gan.D) + ((G_ema,) if G_ema is not None else ()):
             m.to(memory_format=torch.channels_last)
@@ -271,6 +258,6 @@ def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt
         gan.G.compile()
     return Trainer(
         cfg=cfg, gan=gan, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, reals=reals, noise=noise, device=device,
-        augment=parse_policy(cfg.train.diffaug), hflip=cfg.train.hflip and (data.hflip_safe or not text_conditioned),
-        dist=dist_info, channels_last=channels_last,
+        augment=parse_policy(cfg.train.diffaug), hflip=cfg.train.hflip and (data.hflip_safe or not cond.flips_need_check),
+        dist=dist_info, channels_last=channels_last, cond=cond,
     )
