@@ -15,11 +15,17 @@ from cgantool.errors import ConfigError
 T = TypeVar("T")
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """``"did you mean 'x'? "`` for the choice closest to ``name`` (case aside), or ``""`` when none is close."""
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``name`` (case aside), or None when none is close."""
     by_lower = {choice.lower(): choice for choice in choices}
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
-    return f"did you mean '{by_lower[close[0]]}'? " if close else ""
+    return by_lower[close[0]] if close else None
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the choice closest to ``name`` (case aside), or ``""`` when none is close."""
+    guess = closest(name, choices)
+    return f"did you mean '{guess}'? " if guess else ""
 
 
 def unknown_name(kind: str, value: str, valid: list[str]) -> PydanticCustomError:

@@ -404,3 +404,15 @@ def test_xmcgan_trains_on_a_captions_jsonl_with_several_captions_per_image(runne
     r = invoke(runner, "sample", out / "checkpoints" / "last.safetensors", "--prompt", "a blue square", "-n", "2",
                "--out", tmp_path / "s")
     assert r.exit_code == 0, r.output
+
+
+def test_an_unknown_prompt_word_names_the_closest_known_one():
+    from cgantool.errors import CgantoolError
+
+    vocab = Vocab.build(["a red circle", "a blue square"])
+    with pytest.raises(CgantoolError) as e:
+        vocab.encode(["a red circel xyzzy"], max_words=8)
+    assert "'circel'" in e.value.message and "'xyzzy'" in e.value.message
+    assert "'circel' → 'circle'?" in e.value.hint and "xyzzy' →" not in e.value.hint
+    ids, lengths = vocab.encode(["a red circel"], max_words=8, unknown="ignore")
+    assert lengths.tolist() == [2]

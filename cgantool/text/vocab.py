@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 
@@ -47,8 +46,10 @@ class Vocab:
             missing = self.unknown(text)
             if missing and unknown == "error":
                 known = sorted(self.words[2:])
-                close = {m: difflib.get_close_matches(m, known, n=1) for m in missing}
-                guesses = ", ".join(f"'{m}' → '{c[0]}'?" for m, c in close.items() if c)
+                from cgantool.registry import closest
+
+                close = {m: closest(m, known) for m in missing}
+                guesses = ", ".join(f"'{m}' → '{c}'?" for m, c in close.items() if c)
                 raise CgantoolError(
                     f"words not in the model's vocabulary: {', '.join(repr(m) for m in dict.fromkeys(missing))} "
                     f"(prompt {text!r})",
