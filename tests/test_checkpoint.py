@@ -102,3 +102,25 @@ def test_a_checkpoint_written_before_the_architecture_step_still_samples(runner,
     assert len(images) == 4 and all(Image.open(p).size == (16, 16) for p in images)
     info = invoke(runner, "info", old)
     assert info.exit_code == 0 and "sngan" in info.output
+
+
+def test_files_follow_the_umask_as_cp_would(tmp_path):
+    import os
+    import stat
+
+    import torch
+
+    from cgantool.files import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "w.safetensors"
+        from safetensors.torch import save_file
+
+        atomic_write(path, lambda tmp: save_file({"x": torch.zeros(2)}, str(tmp)))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # safetensors alone writes 0600
+        os.umask(0o077)
+        atomic_write(tmp_path / "c.txt", lambda tmp: tmp.write_text("x"))
+        assert stat.S_IMODE((tmp_path / "c.txt").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -327,3 +327,29 @@ def test_a_run_on_a_relative_data_folder_resumes_from_another_directory(runner, 
     result = invoke(runner, "train", "--out", work / "run", "--resume", "--steps", "4", "--no-progress")
     assert result.exit_code == 0, result.output
     assert _last_step(work / "run") == 4
+
+
+def test_progress_lines_when_stderr_is_a_file_and_the_clock_goes_on_across_a_resume(tmp_path):
+    run = tmp_path / "run"
+    err = tmp_path / "stderr.txt"
+    args = [*CGANTOOL, "train", *[a for a in BASE if a != "--no-progress"], "--out", str(run),
+            "--progress-every", "0", "--set", "train.checkpoint_every=3", "--set", "train.log_every=1"]
+    with open(err, "w") as f:
+        done = subprocess.run([*args, "--steps", "3"], stderr=f, stdout=subprocess.PIPE, timeout=300)
+    assert done.returncode == 0, err.read_text()
+    text = err.read_text()
+    assert "\x1b[" not in text  # no terminal escapes in a log file
+    # what was decided, in one line: the device used, resolution, data, resolved conditioning, sizes, the run
+    assert "cpu · 16 px · 256 images · class-conditional (20 classes) · sngan G " in text
+    assert f"3 steps · run directory {run}" in text
+    lines = [line for line in text.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"], text
+    assert all(" img/s  ETA " in line for line in lines) and "d/adv" in lines[-1]
+    first = [json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    time.sleep(0.5)
+    with open(err, "w") as f:
+        done = subprocess.run([*args, "--steps", "5", "--resume"], stderr=f, stdout=subprocess.PIPE, timeout=300)
+    assert done.returncode == 0, err.read_text()
+    times = [json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert times[:3] == first and times[3] > first[-1] and times == sorted(times)  # cumulative, not restarted
+    assert f"resuming at step 3 in {run}" in err.read_text()

@@ -26,7 +26,10 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run directory."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress on stderr: a bar in a "
+                                  "terminal, plain lines when stderr is a file or pipe (nohup, SLURM, CI)."),
+    progress_every: float = typer.Option(30.0, "--progress-every", min=0.0, help="Seconds between plain progress "
+                                         "lines when stderr is not a terminal."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the generator (for GPUs; slow start; no gain measured on CPUs)."),
     channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last", help="NHWC memory format for G, D "
                                        "and images. Default: on for CPUs (measured 1.6-2.2x faster), off on GPUs."),
@@ -79,7 +82,8 @@ def train(
                           f"[cyan]{_escape(str(cfg.data.source))}[/] ({cfg.data.resolution} px) → {_escape(str(out))}")
     last = run_train(cfg, RunOptions(out=out, device=device, resume=resume, force=force, progress=progress,
                                      console=err_console, compile=compile_, channels_last=channels_last,
-                                     hold_signals=True, allow_download=allow_download))
+                                     hold_signals=True, allow_download=allow_download,
+                                     progress_every=progress_every))
     if rank != 0:
         return
     err_console.print(f"done: checkpoint {_escape(str(last))}")

@@ -25,20 +25,41 @@ def tensorboard_writer(cfg: RunConfig):
     return SummaryWriter
 
 
+def elapsed_before(path: Path) -> float:
+    """The training time metrics.jsonl already records (its last row's ``time``): a resumed run's clock goes on."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4096))
+            last = f.read().decode("utf-8", "replace").strip().splitlines()[-1]
+        return float(json.loads(last).get("time", 0.0))
+    except (OSError, IndexError, ValueError, AttributeError):
+        return 0.0
+
+
 class Logger:
-    """metrics.jsonl lines, the rich progress bar (stderr), and optionally TensorBoard scalars/images."""
+    """metrics.jsonl lines, the progress shown on stderr, and optionally TensorBoard scalars/images.
+
+    In a terminal the rich bar moves every step; when stderr is a file or a pipe (nohup, SLURM, CI) a plain line
+    (step, img/s, ETA, losses) is printed every ``interval`` seconds instead. ``time`` in metrics.jsonl counts
+    on across resumes."""
 
     def __init__(self, path: Path, console=None, progress: bool = True, start: int = 0, total: int = 0,
-                 tensorboard=None):
+                 tensorboard=None, interval: float = 30.0, images_per_step: int = 1):
         self.path, self.console, self.show_bar, self.start, self.total = path, console, progress, start, total
         self.tb = tensorboard(log_dir=str(path.parent / "tensorboard"), purge_step=start or None) if tensorboard else None
-        self.t0 = time.perf_counter()
-        self.last_time, self.last_step = self.t0, start
+        self.t0 = time.perf_counter() - (elapsed_before(path) if start else 0.0)
+        self.last_time, self.last_step = time.perf_counter(), start
         self.progress = None
         self.task = None
+        self.plain = False
+        self.interval, self.images_per_step = interval, images_per_step
+        self.began, self.line_time, self.line_step = time.perf_counter(), time.perf_counter(), start
+        self.losses = ""
 
     def __enter__(self):
-        if self.show_bar and self.console is not None:
+        if self.show_bar and self.console is not None and not self.console.is_terminal:
+            self.plain = True
+        elif self.show_bar and self.console is not None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
@@ -55,6 +76,19 @@ class Logger:
         if self.tb is not None:
             self.tb.close()
         return False
+
+    def tick(self, step: int) -> None:
+        """After every step: the bar moves (its ETA works from the first steps); plain lines every ``interval`` s."""
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step)
+        elif self.plain and time.perf_counter() - self.line_time >= self.interval:
+            now = time.perf_counter()
+            img_per_s = (step - self.line_step) * self.images_per_step / max(now - self.line_time, 1e-9)
+            rate = (step - self.start) / max(now - self.began, 1e-9)  # steps/s of this process
+            eta = _duration((self.total - step) / rate) if rate > 0 else "?"
+            self.console.print(f"step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%)  {img_per_s:.1f} img/s"
+                               f"  ETA {eta}  {self.losses}".rstrip(), markup=False, highlight=False, soft_wrap=True)
+            self.line_time, self.line_step = now, step
 
     def _tb_scalars(self, step: int, row: dict[str, Any]) -> None:
         if self.tb is not None:
@@ -74,9 +108,9 @@ class Logger:
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         self._tb_scalars(step, row)
+        self.losses = "  ".join(f"{k} {v:.3f}" for k, v in means.items())
         if self.progress is not None:
-            losses = "  ".join(f"{k} {v:.3f}" for k, v in means.items())
-            self.progress.update(self.task, completed=step, info=f"{img_per_s:.0f} img/s  {losses}")
+            self.progress.update(self.task, completed=step, info=f"{img_per_s:.0f} img/s  {self.losses}")
         return {k: v for k, v in row.items() if k not in ("time",)}
 
     def write_eval(self, step: int, scores: dict[str, Any]) -> None:
@@ -87,6 +121,14 @@ class Logger:
         if self.console is not None:
             shown = "  ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
             self.console.print(f"step {step}: {shown}")
+
+
+def _duration(seconds: float) -> str:
+    """'1h02m', '3m05s', '42s'."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 class SampleGrid:

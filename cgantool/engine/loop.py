@@ -45,6 +45,7 @@ class RunOptions:
     channels_last: bool | None = None  # NHWC memory format for G, D and images; None = on for CPUs (measured 1.6-2.2x)
     hold_signals: bool = False  # the process ends with the run (CLI): after a stop signal, later ones are ignored
     allow_download: bool = False  # on resume, the run's hf: text encoder may be fetched (else local files only)
+    progress_every: float = 30.0  # seconds between plain progress lines when stderr is not a terminal
 
 
 def train(cfg: RunConfig, opts: RunOptions) -> Path:
@@ -89,6 +90,8 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
     ckpt = run_dir.resume_point(opts.out) if opts.resume else None
     plan = run_dir.check(cfg, opts.out, resume=opts.resume, force=opts.force, ckpt=ckpt, probe_lock=info.is_main)
     run = _prepare(cfg, opts, device, info, ckpt)
+    if opts.console is not None:
+        opts.console.print(_decided(run, device, opts.out, ckpt), markup=False, highlight=False, soft_wrap=True)
     lock = run_dir.open_run(plan, run.cfg) if info.is_main else None
     try:
         return _loop(run, opts, device, info)
@@ -131,6 +134,18 @@ def _prepare(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistI
     )
 
 
+def _decided(r: _Run, device: torch.device, out: Path, ckpt: Checkpoint | None) -> str:
+    """One line of what was decided: device, resolution, data, conditioning resolved, model sizes, where it goes."""
+    from cgantool.errors import printable
+
+    g, d = (sum(p.numel() for p in m.parameters()) for m in (r.trainer.gan.G, r.trainer.gan.D))
+    cond = {"class": f"class-conditional ({r.data_info.get('num_classes')} classes)", "text": "text-to-image",
+            "none": "unconditional"}[r.cfg.model.conditioning]
+    where = f"resuming at step {ckpt.step} in {out}" if ckpt is not None else f"run directory {out}"
+    return printable(f"{device} · {r.cfg.data.resolution} px · {r.num_images:,} images · {cond} · {r.cfg.model.arch} "
+                     f"G {g / 1e6:.2f}M / D {d / 1e6:.2f}M parameters · {r.cfg.train.steps:,} steps · {where}")
+
+
 def _loop(r: _Run, opts: RunOptions, device: torch.device, info: DistInfo) -> Path:
     main, run, cfg, t, tc = info.is_main, opts.out, r.cfg, r.trainer, r.cfg.train
     grid = SampleGrid(t, r.num_images, tc.seed)
@@ -139,7 +154,8 @@ def _loop(r: _Run, opts: RunOptions, device: torch.device, info: DistInfo) -> Pa
         grid.write_captions(run / "samples")
     step, best_fid = r.start, r.best_fid
     log = Logger(run / "metrics.jsonl", opts.console, opts.progress, start=step, total=tc.steps,
-                 tensorboard=r.tensorboard)
+                 tensorboard=r.tensorboard, interval=opts.progress_every,
+                 images_per_step=tc.batch_size * tc.d_steps_per_g_step)
     bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss since the last check
     pending: list[dict[str, torch.Tensor]] = []
     last_metrics: dict[str, Any] = {}
@@ -156,6 +172,7 @@ def _loop(r: _Run, opts: RunOptions, device: torch.device, info: DistInfo) -> Pa
             if t.G_ema is not None:
                 update_ema(t.G_ema, t.gan.G, tc.ema_decay if step >= tc.ema_start_step else 0.0)
             step += 1
+            log.tick(step)
             pending.append({**{f"d/{k}": v.detach() for k, v in d_losses.items()},
                             **{f"g/{k}": v.detach() for k, v in g_losses.items()}})
             hit = signals.signum is not None
