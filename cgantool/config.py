@@ -11,11 +11,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from cgantool.errors import ConfigError
-from cgantool.nets import arch_names
+from cgantool.nets import arch_names, supported_resolutions
 from cgantool.registry import did_you_mean as _did_you_mean  # the one helper; importable from here too
 from cgantool.registry import registered_name, unknown_name
 from cgantool.terms import check_terms, follow_terms, loss_config
@@ -156,6 +155,9 @@ class RunConfig(_Section):
                 "conditioning and the xmcgan architecture go together",
                 hint="use --preset xmcgan for text-to-image, or another arch/conditioning pair",
             )
+        if self.data.resolution not in (supported := supported_resolutions(self.model.arch)):  # before any decoding
+            raise ConfigError(f"the {self.model.arch} backbone has no {self.data.resolution} px layout",
+                              hint=f"set data.resolution to one of {', '.join(map(str, supported))}")
         check_terms(self)
         return self
 

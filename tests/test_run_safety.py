@@ -353,3 +353,18 @@ def test_progress_lines_when_stderr_is_a_file_and_the_clock_goes_on_across_a_res
     times = [json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert times[:3] == first and times[3] > first[-1] and times == sorted(times)  # cumulative, not restarted
     assert f"resuming at step 3 in {run}" in err.read_text()
+
+
+def test_a_resolution_the_backbone_lacks_fails_before_the_data_is_decoded(runner, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CGANTOOL_CACHE", str(cache))
+    data = tmp_path / "images"
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        Image.new("RGB", (40, 40)).save(data / c / "0.png")
+    result = invoke(runner, "train", "--preset", "contragan", "--data", data, "--set", "data.resolution=24",
+                    "--out", tmp_path / "run", "--no-progress")
+    assert_usage_error(result, "biggan backbone has no 24 px layout", "16, 32, 48, 64, 128")
+    assert not (cache / "data").exists() and not (tmp_path / "run").exists()
+    assert_usage_error(invoke(runner, "config", "show", "--preset", "xmcgan", "--set", "data.resolution=20"),
+                       "xmcgan backbone has no 20 px layout")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 import warnings
 from collections.abc import Callable
@@ -21,7 +20,9 @@ import numpy as np
 import torch
 
 from cgantool.config import DataConfig
-from cgantool.data.decode import NAMED_BAD_FILES, _decode_all, shown_path
+from cgantool.data.cache_entry import build_entry, is_builder, wait_for_entry
+from cgantool.data.decode import NAMED_BAD_FILES, decode_to_file, shown_path
+from cgantool.data.progress import BuildProgress
 from cgantool.errors import DataError, warn
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
@@ -46,6 +47,7 @@ class ImageDataset:
     captions: list[list[str]] | None = None  # N lists of captions
     hflip_safe: bool = True  # False when captions name left/right
     num_bad: int = 0  # unreadable files skipped
+    mapped: bool = False  # images memory-mapped from the cache: training prefetches its batches
 
     @property
     def resolution(self) -> int:
@@ -103,21 +105,21 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     if source in ("shapes", "shapes-multi"):
         return _shapes(cfg, multi=cfg.multi_object or source == "shapes-multi")
     if source in ("cifar10", "cifar100"):
-        return _cached(cfg, {"kind": source}, lambda: _cifar(source, cfg))
+        return _cached(cfg, {"kind": source}, lambda tmp: _cifar(source, cfg))
     if source.startswith("coco:"):
         ann = Path(source[5:]).expanduser()
         _require(ann)
         key = {"kind": "coco", "path": str(ann.resolve()), "stamp": _stamp([ann]), "root": cfg.image_root}
-        return _cached(cfg, key, lambda: _coco(ann, cfg))
+        return _cached(cfg, key, lambda tmp: _coco(ann, cfg, tmp / "images.npy"))
     path = Path(source).expanduser()
     _require(path)
     if path.is_file() and path.suffix == ".jsonl":
         key = {"kind": "jsonl", "path": str(path.resolve()), "stamp": _stamp([path])}
-        return _cached(cfg, key, lambda: _jsonl(path, cfg))
+        return _cached(cfg, key, lambda tmp: _jsonl(path, cfg, tmp / "images.npy"))
     if path.is_dir():
         files = _list_images(path)
         key = {"kind": "folder", "path": str(path.resolve()), "stamp": _stamp(files)}
-        return _cached(cfg, key, lambda: _folder(path, files, cfg))
+        return _cached(cfg, key, lambda tmp: _folder(path, files, cfg, tmp / "images.npy"))
     raise DataError(f"unsupported data source '{source}'", hint=SOURCES_HINT)
 
 
@@ -143,23 +145,18 @@ def _stamp(files: list[Path]) -> str:
 # The uint8 cache
 
 
-def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[], dict[str, Any]]) -> ImageDataset:
-    """Load ``key`` at ``cfg.resolution`` from the cache, building it (atomically) on a miss."""
+def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[Path], dict[str, Any]]) -> ImageDataset:
+    """Load ``key`` at ``cfg.resolution`` from the cache, building it (atomically) on a miss: ``build(tmp)`` writes
+    ``tmp/images.npy`` or returns ``images``. Under torchrun only local rank 0 builds; the others wait for it."""
     key = {**key, "resolution": cfg.resolution, "max_image_pixels": cfg.max_image_pixels,
            "cache_version": CACHE_VERSION}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     entry = cache_dir() / "data" / f"{key['kind']}-{cfg.resolution}-{digest}"
     if not (entry / "meta.json").exists():
-        built = build()
-        tmp = entry.with_name(entry.name + f".tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        np.save(tmp / "images.npy", built.pop("images"))
-        (tmp / "meta.json").write_text(json.dumps({**built, "key": key}))
-        if entry.exists():  # a concurrent build finished first: keep theirs
-            shutil.rmtree(tmp)
+        if is_builder():
+            build_entry(entry, key, build)
         else:
-            os.replace(tmp, entry)
+            wait_for_entry(entry)
     meta = json.loads((entry / "meta.json").read_text())
     if _is_main_process():  # on every load, cached or not: what was skipped changes what is trained
         for notice in meta.get("notices", []):
@@ -176,6 +173,7 @@ def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[], dict[str, 
         captions=meta.get("captions"),
         hflip_safe=meta.get("hflip_safe", True),
         num_bad=meta.get("num_bad", 0),
+        mapped=True,
     )
 
 
@@ -201,7 +199,12 @@ def _shapes(cfg: DataConfig, multi: bool) -> ImageDataset:
     )
 
 
-def _folder(root: Path, files: list[Path], cfg: DataConfig) -> dict[str, Any]:
+def _decode_files(files: list[Path], cfg: DataConfig, root: Path, out: Path) -> tuple[list[int], list[str]]:
+    with BuildProgress(len(files)) as progress:
+        return decode_to_file(files, cfg, out, root, progress)
+
+
+def _folder(root: Path, files: list[Path], cfg: DataConfig, out: Path) -> dict[str, Any]:
     if not files:
         raise DataError(f"no images found in {root}", hint=f"put {', '.join(sorted(IMAGE_EXTENSIONS))} files there")
     rel_parts = [f.relative_to(root).parts for f in files]
@@ -209,17 +212,16 @@ def _folder(root: Path, files: list[Path], cfg: DataConfig) -> dict[str, Any]:
     # Class names are text everywhere (checkpoint, sample grids, export): bytes that are not UTF-8 become \xNN.
     class_of = [shown_path(p[0]) for p in rel_parts] if conditional else []
     class_names = sorted(set(class_of))
-    images, good, notices = _decode_all(files, cfg, root)
-    out: dict[str, Any] = {"images": images, "class_names": class_names, "num_bad": len(files) - len(good),
-                           "notices": notices}
+    good, notices = _decode_files(files, cfg, root, out)
+    meta: dict[str, Any] = {"class_names": class_names, "num_bad": len(files) - len(good), "notices": notices}
     if conditional:
         index = {name: i for i, name in enumerate(class_names)}
-        out["labels"] = [index[class_of[i]] for i in good]
-    return out
+        meta["labels"] = [index[class_of[i]] for i in good]
+    return meta
 
 
 def _caption_records(
-    records: list[tuple[Path, str]], cfg: DataConfig, root: Path, notices: list[str]
+    records: list[tuple[Path, str]], cfg: DataConfig, root: Path, notices: list[str], out: Path
 ) -> dict[str, Any]:
     """Group (file, caption) pairs by file, decode each file once."""
     by_file: dict[Path, list[str]] = {}
@@ -234,10 +236,10 @@ def _caption_records(
             f"{len(missing)} of {len(files)} captioned images are missing (first: {shown_path(missing[0])})",
             hint="check the image paths (relative to the captions file, or data.image_root for COCO)",
         )
-    images, good, bad_notices = _decode_all(files, cfg, root)
+    good, bad_notices = _decode_files(files, cfg, root, out)
     captions = [by_file[files[i]] for i in good]
     mentions_sides = any(w in c.lower().split() for cs in captions for c in cs for w in ("left", "right"))
-    return {"images": images, "captions": captions, "num_bad": len(files) - len(good), "hflip_safe": not mentions_sides,
+    return {"captions": captions, "num_bad": len(files) - len(good), "hflip_safe": not mentions_sides,
             "notices": notices + bad_notices}
 
 
@@ -270,7 +272,7 @@ def _read_text(path: Path) -> str:
                         hint="captions files are UTF-8: re-save the file as UTF-8") from None
 
 
-def _jsonl(path: Path, cfg: DataConfig) -> dict[str, Any]:
+def _jsonl(path: Path, cfg: DataConfig, out: Path) -> dict[str, Any]:
     records, no_caption, total = [], [], 0
     for n, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
@@ -291,10 +293,10 @@ def _jsonl(path: Path, cfg: DataConfig) -> dict[str, Any]:
             no_caption.append(f"line {n}")
         else:
             records.append((path.parent / file, text))
-    return _caption_records(records, cfg, path.parent, _no_caption_notice(no_caption, total, path))
+    return _caption_records(records, cfg, path.parent, _no_caption_notice(no_caption, total, path), out)
 
 
-def _coco(ann: Path, cfg: DataConfig) -> dict[str, Any]:
+def _coco(ann: Path, cfg: DataConfig, out: Path) -> dict[str, Any]:
     text = _read_text(ann)
     try:
         doc = json.loads(text)
@@ -314,7 +316,7 @@ def _coco(ann: Path, cfg: DataConfig) -> dict[str, Any]:
                             hint="expected captions_train2014.json-style JSON")
         else:
             records.append((root / name, text_.strip()))
-    return _caption_records(records, cfg, root, _no_caption_notice(no_caption, len(pairs), ann))
+    return _caption_records(records, cfg, root, _no_caption_notice(no_caption, len(pairs), ann), out)
 
 
 _CIFAR_URL = {
