@@ -147,3 +147,21 @@ def test_uint8_float_round_trip():
     f = to_float(x)
     assert float(f.min()) == -1.0 and float(f.max()) == 1.0
     assert torch.equal(to_uint8(f), x)
+
+
+def test_the_cifar_test_split_is_a_source_of_its_own(tmp_path, monkeypatch):
+    import torchvision
+
+    class Local:  # train: 4 images of 200; test: 2 images of 50
+        def __init__(self, root, train=True, download=False):
+            n, value = (4, 200) if train else (2, 50)
+            self.data = np.full((n, 32, 32, 3), value, np.uint8)
+            self.targets = list(range(n))
+            self.classes = [str(i) for i in range(4)]
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Local)
+    assert parse_source("cifar10-test:16") == ("cifar10-test", 16)
+    train = load_dataset(DataConfig(source="cifar10", root=str(tmp_path), resolution=32))
+    test = load_dataset(DataConfig(source="cifar10-test", root=str(tmp_path), resolution=32))
+    assert len(train) == 4 and int(train.images.max()) == 200
+    assert len(test) == 2 and int(test.images.max()) == 50 and test.labels.tolist() == [0, 1]

@@ -28,11 +28,22 @@ def eval_(
     data: str = typer.Option(None, "--data", help="Reference data (default: the checkpoint's dataset)."),
     real: Path = typer.Option(None, "--real", help="Folder of real images (with --fake)."),
     fake: Path = typer.Option(None, "--fake", help="Folder of generated images (with --real)."),
-    num_samples: int = typer.Option(10000, "--num-samples", "-n", min=2),
+    protocol: str = typer.Option(None, "--protocol", help="A named FID protocol fixing mode, real/fake counts, "
+                                 "reference split, repeats and IS splits: clean, legacy-tensorflow (Mimicry), "
+                                 "studiogan, xmcgan. Explicit flags override its settings."),
+    num_samples: int = typer.Option(None, "--num-samples", "-n", min=2, help="Generated images (default 10000)."),
+    num_real: str = typer.Option(None, "--num-real", help="Reference images: a count or 'all' (default: as many "
+                                 "as --num-samples), a seeded random, class-stratified subset of the data."),
+    reference_seed: int = typer.Option(0, "--reference-seed", help="Seed of the reference subset."),
+    repeats: int = typer.Option(None, "--repeats", min=1, help="Generated sets (seeds seed, seed+1...); metrics "
+                                "are their mean (default 1)."),
+    is_splits: int = typer.Option(None, "--is-splits", min=1, help="Splits of the Inception Score (default 10)."),
+    standing_stats: int = typer.Option(0, "--standing-stats", min=0, help="Re-estimate G's batch-norm statistics "
+                                       "over K generated batches first, on a copy (StudioGAN's -std_stat)."),
     batch_size: int = typer.Option(100, "--batch-size", "-b", min=1),
     seed: int = typer.Option(0, "--seed"),
     no_ema: bool = typer.Option(False, "--no-ema"),
-    mode: str = typer.Option("clean", "--mode", help="clean, legacy_tensorflow or legacy_pytorch (clean-fid)."),
+    mode: str = typer.Option(None, "--mode", help="clean (default), legacy_tensorflow or legacy_pytorch (clean-fid)."),
     feature_extractor: str = typer.Option(None, "--feature-extractor", help="module:function returning a uint8→features callable."),
     inception_weights: str = typer.Option(None, "--inception-weights", help="Path of inception-2015-12-05.pt (or $CGANTOOL_INCEPTION_WEIGHTS)."),
     unverified_inception: bool = typer.Option(False, "--unverified-inception", help="Load Inception weights whose sha256 is not clean-fid's (runs the file's TorchScript code; results are labelled unverified). Or $CGANTOOL_UNVERIFIED_INCEPTION=1."),
@@ -47,8 +58,13 @@ def eval_(
     from cgantool.eval import evaluate
     from cgantool.eval.registry import check_metrics
 
-    if mode not in ("clean", "legacy_tensorflow", "legacy_pytorch"):
+    from cgantool.eval.protocols import get_protocol, parse_num_real
+
+    if mode is not None and mode not in ("clean", "legacy_tensorflow", "legacy_pytorch"):
         raise CgantoolError(f"unknown --mode '{mode}'", hint="use clean, legacy_tensorflow or legacy_pytorch")
+    if protocol is not None:
+        get_protocol(protocol)  # an unknown name fails before anything is read
+    real_count = parse_num_real(num_real)
     _check_json_target(json_out)  # before minutes of compute, not after
     named = check_metrics((m.strip() for m in (metrics or "").split(",") if m.strip()), "--metrics")
     flags = tuple(m for m, on in (("fid", fid), ("kid", kid), ("is", is_), ("prdc", prdc)) if on)
@@ -60,18 +76,19 @@ def eval_(
     options = dict(metrics=wanted, num_samples=num_samples, batch_size=batch_size, seed=seed, mode=mode,
                    feature_extractor=feature_extractor or os.environ.get("CGANTOOL_FEATURE_EXTRACTOR", ""),
                    inception_weights=inception_weights, unverified_inception=unverified_inception,
-                   per_class=per_class, device=resolve_device(device))
+                   per_class=per_class, device=resolve_device(device), num_real=real_count,
+                   reference_seed=reference_seed, repeats=repeats, is_splits=is_splits, standing_stats=standing_stats)
     if (real is None) != (fake is None):
         raise CgantoolError("--real and --fake go together", hint="pass both folders, or a checkpoint")
     if real is not None:
         if checkpoint is not None:
             raise CgantoolError("pass a checkpoint or --real/--fake, not both", hint="drop one of them")
-        result = evaluate.evaluate_folders(real, fake, evaluate.EvalOptions(**options))
+        result = evaluate.evaluate_folders(real, fake, evaluate.options_for(protocol, **options))
     else:
         if checkpoint is None:
             raise CgantoolError("nothing to evaluate", hint="pass a checkpoint, or --real DIR --fake DIR")
         result = evaluate.evaluate_checkpoint(checkpoint, **options, data=data, ema=not no_ema,
-                                              allow_download=allow_download)
+                                              allow_download=allow_download, protocol=protocol)
     _report(result, json_out)
     m = result["metrics"]
     if max_fid is not None and m["fid"] > max_fid:
@@ -83,13 +100,19 @@ def eval_(
 def _report(result: dict, json_out: str | None) -> None:
     from rich.table import Table
 
-    table = Table(title=f"cgantool eval ({result['num_fake']} fake / {result['num_real']} real, {result['extractor']})")
+    from cgantool.cli import _escape
+
+    proto = (result.get("protocol") or {}).get("name")
+    reps = f", mean of {result['repeats']} repeats" if result.get("repeats", 1) > 1 else ""
+    table = Table(title=f"cgantool eval: {result['num_fake']} fake / {result['num_real']} real "
+                  f"({result.get('reference_selection', 'all')}), {result['extractor']}, {result['mode']} mode{reps}"
+                  f"{', protocol ' + proto if proto else ''}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result["metrics"].items():
         if isinstance(value, dict):
             for name, v in value.items():
-                table.add_row(f"{key}[{name}]", f"{v:.4f}")
+                table.add_row(_escape(f"{key}[{name}]"), f"{v:.4f}")  # class names come from folders: no markup
         else:
             table.add_row(key, f"{value:.4f}")
     err_console.print(table)

@@ -27,7 +27,9 @@ from cgantool.errors import DataError, warn
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 CACHE_VERSION = 2  # 2: 16-bit images scaled to 8 bits (1 clipped them), skipped files named in the cache entry
-SOURCES_HINT = "use --data shapes[:RES], cifar10, cifar100, an image folder, a captions .jsonl or coco:CAPTIONS.json"
+SOURCES_HINT = ("use --data shapes[:RES], cifar10, cifar100 (or cifar10-test, cifar100-test), an image folder, "
+                "a captions .jsonl or coco:CAPTIONS.json")
+CIFAR_SOURCES = ("cifar10", "cifar100", "cifar10-test", "cifar100-test")  # -test: the 10k test split
 
 
 def cache_dir() -> Path:
@@ -75,12 +77,12 @@ class ImageDataset:
 def parse_source(text: str) -> tuple[str, int | None]:
     """``'shapes:16'`` → ``('shapes', 16)``; other sources pass through with no resolution."""
     name, sep, res = text.partition(":")
-    if name in ("shapes", "cifar10", "cifar100") and sep and res.isdigit():
+    if name in ("shapes", *CIFAR_SOURCES) and sep and res.isdigit():
         return name, int(res)
     return text, None
 
 
-BUILTIN_SOURCES = ("shapes", "shapes-multi", "cifar10", "cifar100")
+BUILTIN_SOURCES = ("shapes", "shapes-multi", *CIFAR_SOURCES)
 
 
 def absolute_paths(cfg: DataConfig) -> DataConfig:
@@ -104,7 +106,7 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     source = cfg.source
     if source in ("shapes", "shapes-multi"):
         return _shapes(cfg, multi=cfg.multi_object or source == "shapes-multi")
-    if source in ("cifar10", "cifar100"):
+    if source in CIFAR_SOURCES:
         return _cached(cfg, {"kind": source}, lambda tmp: _cifar(source, cfg))
     if source.startswith("coco:"):
         ann = Path(source[5:]).expanduser()
@@ -325,18 +327,19 @@ _CIFAR_URL = {
 }
 
 
-def _cifar(name: str, cfg: DataConfig) -> dict[str, Any]:
+def _cifar(source: str, cfg: DataConfig) -> dict[str, Any]:
     import torchvision
 
+    name, train = source.removesuffix("-test"), not source.endswith("-test")
     root = Path(cfg.root).expanduser() if cfg.root else cache_dir() / "datasets"
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     try:
-        ds = cls(str(root), train=True, download=False)
+        ds = cls(str(root), train=train, download=False)
     except RuntimeError:
         old = socket.getdefaulttimeout()
         socket.setdefaulttimeout(30)
         try:
-            ds = cls(str(root), train=True, download=True)
+            ds = cls(str(root), train=train, download=True)
         except Exception as e:
             raise DataError(
                 f"{name} is not in {root} and could not be downloaded ({type(e).__name__})",

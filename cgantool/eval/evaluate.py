@@ -1,18 +1,17 @@
 """Evaluate a checkpoint, a generator or a folder of images against a dataset with the registered metrics
 (:mod:`cgantool.eval.registry`: FID, KID, IS, PR/DC, per-class FID, the shapes attribute probe, plugins).
 
-Images go generator → uint8 (exactly what a PNG would hold) → feature extractor, in memory. Real features of a
-dataset are computed once and cached under cgantool's cache dir, keyed by everything that changes them.
+Images go generator → uint8 (exactly what a PNG would hold) → feature extractor, in memory. The reference is a
+seeded random, class-stratified subset of the data (or all of it), :mod:`cgantool.eval.reference`; its features
+are computed once and cached under cgantool's cache dir, keyed by everything that changes them. Named protocols
+(:mod:`cgantool.eval.protocols`) fix mode, counts, repeats and IS splits as a paper measured them.
 :func:`evaluate_checkpoint` is what ``cgantool eval`` calls, and what a notebook imports.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 from cgantool import __version__
 from cgantool.errors import CgantoolError, DataError, warn
-from cgantool.files import atomic_write
+from cgantool.eval.reference import _batched, real_features
 from cgantool.eval.registry import Metric, MetricInputs, check_metrics, planned, run_metrics
 
 
@@ -39,6 +38,13 @@ class EvalOptions:
     unverified_inception: bool = False  # load Inception weights whose sha256 is not clean-fid's (explicit consent)
     per_class: bool = False  # adds "fid_per_class" to the metrics
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    num_real: int | str | None = None  # reference size: a count, "all" (the whole split), None = num_samples
+    reference_seed: int = 0  # seed of the random (class-stratified) reference subset, eval/reference.py
+    repeats: int = 1  # generated sets (seeds seed, seed+1, ...); metrics are their mean, metrics_std their spread
+    is_splits: int = 10  # splits the Inception Score averages over
+    protocol: dict[str, Any] | None = None  # the named protocol's record (eval/protocols.py), for the JSON
+    reference_split: str | None = None  # the split the protocol takes the reference from (recorded)
+    standing_stats: int = 0  # batches re-estimating G's batch-norm statistics first (on a copy), eval/standing.py
 
     def selected(self, where: str = "metrics") -> tuple[str, ...]:
         """The metric names asked for, each registered (a ConfigError naming ``where`` otherwise)."""
@@ -141,44 +147,6 @@ _FX_HINT = ("a --feature-extractor module:function must return a callable mappin
             "finite float features [N, D] (and, for --is, probs/logits [N, C])")
 
 
-def _batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int) -> np.ndarray:
-    return torch.cat([fn(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]).numpy()
-
-
-def _cache_path(kind: str, key: dict[str, Any]) -> Path:
-    from cgantool.data import cache_dir
-
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / "stats" / f"{kind}-{digest}.npz"
-
-
-def real_features(dataset, extractor: Extractor, opts: EvalOptions, labels_too: bool = False) -> dict[str, np.ndarray]:
-    """Features of the first ``num_samples`` images of the dataset (all if fewer), cached on disk."""
-    n = min(opts.num_samples, len(dataset))
-    key = {"source": dataset.source, "resolution": dataset.resolution, "num_images": len(dataset), "n": n,
-           "extractor": extractor.name, "probs": "is" in opts.metrics, "v": 1}
-    path = _cache_path("real", key)
-    if path.exists():
-        try:
-            with np.load(path) as f:
-                cached = dict(f)
-            if cached["features"].ndim == 2 and np.isfinite(cached["features"]).all():
-                return cached
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass
-        warn(f"recomputing the reference features: the cached copy {path} is damaged")
-    images = dataset.images[:n]
-    out = {"features": _batched(extractor.features, torch.as_tensor(np.asarray(images)), opts.batch_size)}
-    if dataset.labels is not None:
-        out["labels"] = dataset.labels[:n].numpy()
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # (a file object: np.savez would add .npz to a path)
-            np.savez(f, **out)
-
-    atomic_write(path, write)
-    return out
-
-
 def compute_metrics(real: np.ndarray, fake: np.ndarray, wanted: tuple[str, ...], fake_probs: np.ndarray | None,
                     seed: int) -> dict[str, float]:
     """The ``wanted`` metrics that need only features (and ``fake_probs``), e.g. FID, KID, IS, PR/DC."""
@@ -199,11 +167,28 @@ def _needs(todo: list[Metric]) -> set[str]:
 
 
 def _result(metrics: dict[str, Any], num_real: int, num_fake: int, extractor: Extractor, opts: EvalOptions,
-            start: float, **extra: Any) -> dict[str, Any]:
-    """The result of every evaluation, as ``eval --json`` writes it."""
-    return {"metrics": metrics, "num_real": int(num_real), "num_fake": int(num_fake), "extractor": extractor.name,
-            "mode": opts.mode, "seed": opts.seed, "seconds": round(time.perf_counter() - start, 2),
-            "cgantool_version": __version__, **extra}
+            start: float, reference: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The result of every evaluation, as ``eval --json`` writes it: the metrics and what they measured."""
+    reference = {"num_real": int(num_real), "reference_seed": None, "reference_selection": "all",
+                 "reference_classes": None, **(reference or {})}
+    return {"metrics": metrics, **reference, "num_fake": int(num_fake), "extractor": extractor.name,
+            "mode": opts.mode, "seed": opts.seed, "repeats": opts.repeats, "is_splits": opts.is_splits,
+            "reference_split": opts.reference_split, "standing_stats": opts.standing_stats, "protocol": opts.protocol,
+            "seconds": round(time.perf_counter() - start, 2), "cgantool_version": __version__, **extra}
+
+
+def _mean_over_repeats(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, float]]:
+    """The metrics of each repeat → their mean (per key; per name for dict-valued metrics) and std (floats)."""
+    if len(runs) == 1:
+        return runs[0], {}
+    mean: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            mean[key] = {n: float(np.mean([r[key][n] for r in runs if n in r[key]])) for n in value}
+        else:
+            mean[key] = float(np.mean([r[key] for r in runs]))
+    std = {k: float(np.std([r[k] for r in runs])) for k, v in runs[0].items() if not isinstance(v, dict)}
+    return mean, std
 
 
 def caption_of(dataset, i: int) -> str:
@@ -216,7 +201,7 @@ def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extracto
                        text_encoder=None) -> dict[str, Any]:
     """Metrics of generator G against ``dataset``; class-balanced fake labels for conditional G; for a
     text-to-image G (``text_encoder`` given) fake i is generated from :func:`caption_of` (dataset, i)."""
-    from cgantool.sampling import default_labels, generate, latents
+    from cgantool.sampling import default_labels
 
     start = time.perf_counter()
     text = text_encoder is not None
@@ -224,23 +209,59 @@ def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extracto
         raise DataError(f"a text-to-image model is evaluated on captioned data; '{dataset.source}' has none",
                         hint="evaluate on the training data (drop --data) or a captions .jsonl / coco: source")
     inputs = MetricInputs(seed=opts.seed, dataset=dataset, num_classes=num_classes, text=text,
-                          class_names=dataset.class_names or ())
+                          class_names=dataset.class_names or (), is_splits=opts.is_splits)
     todo = planned(opts.selected(), inputs)
-    needs = _needs(todo)
     extractor = extractor or Extractor(opts)
     real = real_features(dataset, extractor, opts)
-    n = opts.num_samples
+    n = opts.num_samples if opts.num_samples > 0 else len(real["features"])  # 0: as many as the reference
     labels = default_labels(n, num_classes)
     if text:  # fake i shows caption i mod N: the class (if any) of image i mod N
         labels = dataset.labels[torch.arange(n) % len(dataset)] if dataset.labels is not None else None
+    inputs.real, inputs.real_labels = real["features"], real.get("labels")
+    extra: dict[str, Any] = {}
+    if opts.standing_stats > 0:
+        G, extra["standing_stats_layers"] = _standing(G, num_classes, dataset, opts, text_encoder)
+    runs = []
+    for r in range(max(1, opts.repeats)):  # repeat r: fresh latents from seed + r, the same reference
+        fakes = _fake_features(G, dataset, opts, extractor, text_encoder, labels, n, opts.seed + r, _needs(todo))
+        inputs.fake, inputs.fake_probs, inputs.fake_images = fakes
+        inputs.fake_labels = labels
+        runs.append(_run(todo, inputs))
+    metrics, spread = _mean_over_repeats(runs)
+    if len(runs) > 1:
+        extra.update(metrics_std=spread, metrics_per_repeat=runs)
+    return _result(metrics, len(real["features"]), n, extractor, opts, start, real["reference"], **extra)
+
+
+def _standing(G, num_classes: int, dataset, opts: EvalOptions, text_encoder) -> tuple[Any, int]:
+    """A copy of G with standing batch-norm statistics (fake conditions as the scored fakes get them)."""
+    from cgantool.eval.standing import with_standing_statistics
+
+    def cond_for(idx: range):
+        if text_encoder is not None:
+            return text_encoder.encode([caption_of(dataset, j) for j in idx]).to("cpu")
+        return torch.tensor([j % num_classes for j in idx]) if num_classes > 0 else None
+
+    G, layers = with_standing_statistics(G, opts.standing_stats, opts.batch_size, opts.seed, opts.device, cond_for)
+    if not layers:
+        warn("--standing-stats: the generator has no batch norm; its statistics are left as they are")
+    return G, layers
+
+
+def _fake_features(G, dataset, opts: EvalOptions, extractor: Extractor, text_encoder, labels, n: int, seed: int,
+                   needs: set[str]) -> tuple[np.ndarray, np.ndarray | None, torch.Tensor | None]:
+    """Features (probs, images where a metric needs them) of n fakes from latents of ``seed``, generated and
+    extracted in chunks: bounded memory for any n."""
+    from cgantool.sampling import generate, latents
+
     feats, probs, kept = [], [], []
-    for i in range(0, n, opts.batch_size):  # generate and extract in chunks: bounded memory for any N
+    for i in range(0, n, opts.batch_size):
         idx = range(i, min(i + opts.batch_size, n))
-        if text:
+        if text_encoder is not None:
             cond = text_encoder.encode([caption_of(dataset, j) for j in idx]).to("cpu")
         else:
             cond = labels[i : idx.stop] if labels is not None else None
-        images = generate(G, latents(opts.seed, idx, G.z_dim), cond, batch_size=opts.batch_size, device=opts.device)
+        images = generate(G, latents(seed, idx, G.z_dim), cond, batch_size=opts.batch_size, device=opts.device)
         if "probs" in needs:
             f, pr = extractor.features_and_probs(images)
             feats.append(f.numpy())
@@ -249,25 +270,27 @@ def evaluate_generator(G, num_classes: int, dataset, opts: EvalOptions, extracto
             feats.append(extractor.features(images).numpy())
         if "images" in needs:
             kept.append(images)
-    inputs.real, inputs.real_labels = real["features"], real.get("labels")
-    inputs.fake, inputs.fake_labels = np.concatenate(feats), labels
-    inputs.fake_probs = np.concatenate(probs) if probs else None
-    inputs.fake_images = torch.cat(kept) if kept else None
-    return _result(_run(todo, inputs), len(real["features"]), n, extractor, opts, start)
+    return (np.concatenate(feats), np.concatenate(probs) if probs else None, torch.cat(kept) if kept else None)
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, *, metrics: tuple[str, ...] | list[str] = ("fid", "kid"),
-                        num_samples: int = 10000, batch_size: int = 100, seed: int = 0, mode: str = "clean",
+                        num_samples: int | None = None, batch_size: int = 100, seed: int = 0, mode: str | None = None,
                         feature_extractor: str = "", inception_weights: str | None = None,
                         unverified_inception: bool = False, per_class: bool = False,
                         device: str | torch.device = "auto", data: str | None = None, ema: bool = True,
-                        allow_download: bool = False) -> dict[str, Any]:
+                        allow_download: bool = False, protocol: str | None = None,
+                        num_real: int | str | None = None, reference_seed: int = 0, repeats: int | None = None,
+                        is_splits: int | None = None, standing_stats: int = 0) -> dict[str, Any]:
     """Score a cgantool checkpoint: what ``cgantool eval CHECKPOINT`` computes and prints as ``--json``.
 
     ``metrics``: registered names (:func:`cgantool.eval.registry.metric_names`); ``data``: a reference data source
     other than the checkpoint's (``"cifar10"``, ``"shapes:32"``...); ``ema``: the EMA generator when the file has
-    one; ``allow_download``: let a checkpoint's ``hf:`` text encoder come from the hub. The other arguments are
-    :class:`EvalOptions`. Errors are :class:`~cgantool.errors.CgantoolError` (one line and a hint).
+    one; ``allow_download``: let a checkpoint's ``hf:`` text encoder come from the hub; ``protocol``: a name of
+    :data:`cgantool.eval.protocols.PROTOCOLS` fixing mode, num_real, num_samples, repeats and is_splits (any of
+    them given here overrides it; unset ones default to 10000 fakes, as many reals, clean mode, 1 repeat);
+    ``standing_stats``: re-estimate G's batch-norm statistics over that many batches first (on a copy). The
+    other arguments are :class:`EvalOptions`. Errors are :class:`~cgantool.errors.CgantoolError` (one line and a
+    hint).
     """
     from cgantool.checkpoint import load_checkpoint
     from cgantool.config import DataConfig
@@ -275,9 +298,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, metrics: tuple[str, ..
     from cgantool.device import resolve_device
     from cgantool.engine.model import load_generator
 
-    opts = EvalOptions(metrics=tuple(metrics), num_samples=num_samples, batch_size=batch_size, seed=seed, mode=mode,
-                       feature_extractor=feature_extractor, inception_weights=inception_weights,
-                       unverified_inception=unverified_inception, per_class=per_class,
+    opts = options_for(protocol, metrics=tuple(metrics), num_samples=num_samples, batch_size=batch_size, seed=seed,
+                       mode=mode, feature_extractor=feature_extractor, inception_weights=inception_weights,
+                       unverified_inception=unverified_inception, per_class=per_class, num_real=num_real,
+                       reference_seed=reference_seed, repeats=repeats, is_splits=is_splits,
+                       standing_stats=standing_stats,
                        device=device if isinstance(device, torch.device) else resolve_device(device))
     opts.selected()  # an unknown metric fails before the checkpoint is read
     ckpt = load_checkpoint(checkpoint)
@@ -287,6 +312,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, metrics: tuple[str, ..
         data_cfg = DataConfig(**{**data_cfg.model_dump(), "source": source,
                                  "resolution": res or ckpt.data_info["resolution"]})
     dataset = load_dataset(data_cfg)
+    if opts.protocol and data is None and opts.reference_split not in ("train", None):
+        warn(f"protocol '{protocol}' takes its reference from the {opts.reference_split} split; this evaluates "
+             f"against the checkpoint's training data ({dataset.source}): pass that split as --data to match it"
+             + (f" (--data {dataset.source}-test)" if dataset.source in ("cifar10", "cifar100") else ""))
     G = load_generator(ckpt, ema=ema, device=opts.device)
     text_encoder = None
     if ckpt.config.model.conditioning == "text":
@@ -297,6 +326,14 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, metrics: tuple[str, ..
     result.update(checkpoint=str(checkpoint), step=ckpt.step, preset=ckpt.preset, dataset=dataset.source,
                   ema=ema and ckpt.has("G_ema"))
     return result
+
+
+def options_for(protocol: str | None, **given: Any) -> EvalOptions:
+    """:class:`EvalOptions` of a protocol (or none) with the explicitly ``given`` settings (not None) on top."""
+    from cgantool.eval.protocols import SETTINGS, resolve
+
+    settings, record = resolve(protocol, **{k: given.pop(k, None) for k in SETTINGS})
+    return EvalOptions(**given, **settings, protocol=record)
 
 
 def load_folder_images(folder: Path, resolution: int | None = None) -> torch.Tensor:

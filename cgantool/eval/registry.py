@@ -44,6 +44,7 @@ class MetricInputs:
     num_classes: int = 0  # classes of a class-conditional generator (0: unconditional or text-to-image)
     text: bool = False  # a text-to-image generator: fake i is generated from a caption of the dataset
     class_names: Sequence[str] = ()
+    is_splits: int = 10  # splits the Inception Score averages over (a protocol's setting)
     real: np.ndarray | None = None  # real features [R, F]
     fake: np.ndarray | None = None  # generated features [N, F]
     fake_probs: np.ndarray | None = None  # [N, C] class probabilities of the fakes ("probs")
@@ -160,11 +161,12 @@ def _kid(x: MetricInputs) -> dict[str, float]:
     return {"kid": float(mean), "kid_std": float(std)}
 
 
-@register_metric("is", needs=("probs",), description="Inception Score of the fakes: mean and std over 10 splits")
+@register_metric("is", needs=("probs",), description="Inception Score of the fakes: mean and std over 10 splits "
+                 "(a protocol's is_splits)")
 def _is(x: MetricInputs) -> dict[str, float]:
     from cgantool.eval import metrics as M
 
-    mean, std = M.inception_score(x.fake_probs, splits=min(10, len(x.fake_probs)))
+    mean, std = M.inception_score(x.fake_probs, splits=max(1, min(x.is_splits, len(x.fake_probs))))
     return {"is": float(mean), "is_std": float(std)}
 
 
