@@ -487,3 +487,28 @@ def test_a_json_path_in_a_new_folder_is_written(runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["num_fake"] == 4
     assert sorted(p.name for p in out.parent.iterdir()) == ["eval.json"]  # no probe file left behind
+
+
+def test_the_feature_extractor_may_be_the_function_a_module_or_a_factory(runner, tmp_path, monkeypatch):
+    """README's usage (a function of the image batch) and the factory form both work, and give the same numbers."""
+    monkeypatch.chdir(tmp_path)
+    name = f"fx_forms_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(
+        "import torch\n"
+        "def features(images):\n"
+        "    return images.float().mean((2, 3))\n"
+        "def factory():\n"
+        "    return features\n"
+        "class Net(torch.nn.Module):\n"
+        "    def forward(self, images):\n"
+        "        return images.float().mean((2, 3))\n"
+        "net = Net()\n"
+    )
+    results = {}
+    for form in ("features", "factory", "Net", "net"):
+        (tmp_path / form).mkdir()
+        out = tmp_path / f"{form}.json"
+        result = _eval_folders(runner, tmp_path / form, "--feature-extractor", f"{name}:{form}", "--json", out)
+        assert result.exit_code == 0, (form, result.output)
+        results[form] = json.loads(out.read_text())["metrics"]["kid"]
+    assert len(set(results.values())) == 1, results

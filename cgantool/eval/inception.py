@@ -156,15 +156,17 @@ class InceptionFeatures(nn.Module):
 
 
 def load_feature_extractor(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``'module:function'`` → ``function()``: a callable uint8 [B, 3, H, W] → float [B, F].
+    """``'module:name'`` → a callable uint8 [B, 3, H, W] → float [B, F]. ``name`` may be that callable itself (a
+    function of the image batch, or an ``nn.Module`` instance), or a zero-argument factory returning one (a
+    function or a class). The module is imported as ``python -m`` would see it from the working directory. The
+    callable may also have ``probs`` (or ``logits``) for the Inception Score."""
+    import inspect
 
-    The module is imported as ``python -m`` would see it from the working directory. The callable may also have
-    ``probs`` (or ``logits``) for the Inception Score.
-    """
-    hint = "pass --feature-extractor module:function, where function() returns a callable images → features"
+    hint = ("pass --feature-extractor module:name, where name is a function of a uint8 image batch [B, 3, H, W] "
+            "returning features [B, F], an nn.Module, or a zero-argument factory returning one")
     module_name, sep, fn_name = spec.partition(":")
     if not sep or not module_name.strip() or not fn_name.strip():
-        raise CgantoolError(f"--feature-extractor expects module:function, got '{spec}'", hint=hint)
+        raise CgantoolError(f"--feature-extractor expects module:name, got '{spec}'", hint=hint)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
     try:
@@ -172,13 +174,22 @@ def load_feature_extractor(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
     except Exception as e:  # noqa: BLE001 - a missing module, or an error inside the user's module
         raise CgantoolError(f"cannot import feature extractor module '{module_name}' ({type(e).__name__}: {e})",
                             hint=hint) from None
-    factory = getattr(module, fn_name, None)
-    if not callable(factory):
+    target = getattr(module, fn_name, None)
+    if not callable(target):
         raise CgantoolError(f"module '{module_name}' has no function '{fn_name}'", hint=hint)
+    if isinstance(target, torch.nn.Module):
+        return target.eval()
     try:
-        extractor = factory()
+        required = [p for p in inspect.signature(target).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):  # a builtin without a signature: treat it as the extractor
+        required = [None]
+    if required and not inspect.isclass(target):
+        return target  # a function of the image batch
+    try:
+        extractor = target()
     except Exception as e:  # noqa: BLE001
         raise CgantoolError(f"{spec}() failed ({type(e).__name__}: {e})", hint=hint) from None
     if not callable(extractor):
         raise CgantoolError(f"{spec}() returned {type(extractor).__name__!r}, not a callable", hint=hint)
-    return extractor
+    return extractor.eval() if isinstance(extractor, torch.nn.Module) else extractor
