@@ -24,11 +24,18 @@ __all__ = ["evaluate_checkpoint", "evaluate_folders", "interpolate_checkpoint", 
            "load_text_encoder", "sample_checkpoint"]
 
 
-def default_sample_folder(checkpoint: Path, seed: int) -> Path:
-    """RUN/generated/<checkpoint name>-seed<S> (beside the checkpoint when it is not in a run)."""
+def default_output(checkpoint: Path, name: str) -> Path:
+    """RUN/generated/<checkpoint name>-<name> (beside the checkpoint when it is not in a run); when that exists and
+    is not empty, the first free ``…-2``, ``…-3``: a second call never fails and never overwrites the first."""
     checkpoint = Path(checkpoint)
     run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    return run / "generated" / f"{checkpoint.stem}-seed{seed}"
+    base = run / "generated" / f"{checkpoint.stem}-{name}"
+    stem, suffix = base.name.removesuffix(base.suffix), base.suffix
+    path, n = base, 1
+    while path.exists() and (path.is_file() or any(path.iterdir())):
+        n += 1
+        path = base.with_name(f"{stem}-{n}{suffix}")
+    return path
 
 
 def sample_checkpoint(
@@ -60,7 +67,7 @@ def sample_checkpoint(
     checkpoint = Path(checkpoint)
     check_counts(n, batch_size)
     ckpt = load_checkpoint(checkpoint)  # metadata only
-    out = Path(out) if out is not None else default_sample_folder(checkpoint, seed)
+    out = Path(out) if out is not None else default_output(checkpoint, f"seed{seed}")
     check_output(out, folder=True, force=force)  # before any compute
     prompts = check_prompts(ckpt, prompts, prompts_file)
     n, labels_of = class_labels(ckpt, n, class_name, classes, per_class)
@@ -84,7 +91,7 @@ def sample_checkpoint(
 
 def interpolate_checkpoint(
     checkpoint: str | Path,
-    out: str | Path = "walk.gif",
+    out: str | Path | None = None,
     *,
     seeds: str | None = None,
     classes: str | None = None,
@@ -106,6 +113,8 @@ def interpolate_checkpoint(
     from cgantool.interpolate import OUTPUT_SUFFIXES, parse_seeds, walk_images, walk_length, write_frames
     from cgantool.sampling import ImageCheck, check_output, check_prompts, prompt_conditions, resolve_class
 
+    if out is None:  # RUN/generated/<ckpt>-walk.gif, as sample writes into the run
+        out = default_output(Path(checkpoint), "walk.gif")
     out = Path(out)
     if seeds is not None and classes is not None:
         raise CgantoolError("--seeds and --classes exclude each other", hint="walk either between seeds or between classes")
@@ -138,4 +147,4 @@ def interpolate_checkpoint(
                             text=text, by_prompt=prompt_walk, class_keys=class_keys, seeds=seed_list,
                             fixed_class=fixed_class)
     check.warn()
-    return write_frames(frames_u8, out, fps)
+    return f"{out}: {write_frames(frames_u8, out, fps)}"

@@ -254,3 +254,19 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(runner, tmp_path, mon
 
     assert load_checkpoint(out / "checkpoints" / "last.safetensors").step == 2  # the last good one
     assert not (out / "checkpoints" / "step_0000004.safetensors").exists()
+
+
+def test_every_option_and_argument_has_help_text():
+    import typer
+
+    from cgantool.cli import app
+
+    root = typer.main.get_command(app)
+    missing = []
+    for name, command in root.commands.items():
+        subcommands = getattr(command, "commands", None) or {name: command}
+        for sub, cmd in subcommands.items():
+            for param in cmd.params:
+                if param.name != "help" and not (getattr(param, "help", None) or "").strip():
+                    missing.append(f"{name} {sub if sub != name else ''} {param.name}".replace("  ", " "))
+    assert not missing, missing

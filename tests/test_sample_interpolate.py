@@ -118,3 +118,21 @@ def test_prompts_for_a_model_that_is_not_text_conditional(tiny_run, runner, tmp_
     (tmp_path / "p.txt").write_text("a red circle\n")
     assert_usage_error(invoke(runner, "sample", ckpt, "--prompts-file", tmp_path / "p.txt", "--out", tmp_path / "c"),
                        "not text-conditional")
+
+
+def test_default_outputs_go_into_the_run_and_a_second_call_takes_the_next_name(runner, tiny_run, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing lands in the working directory
+    ckpt = tiny_run / "checkpoints" / "last.safetensors"
+    generated = tiny_run / "generated"
+    before = set(generated.iterdir()) if generated.exists() else set()
+    for _ in range(2):
+        result = invoke(runner, "sample", ckpt, "-n", "2", "--seed", "7", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+    for _ in range(2):
+        result = invoke(runner, "interpolate", ckpt, "--frames", "2", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+    new = {p.name for p in set(generated.iterdir()) - before}
+    assert new == {"last-seed7", "last-seed7-2", "last-walk.gif", "last-walk-2.gif"}, new
+    assert list(tmp_path.iterdir()) == []
+    assert len(list((generated / "last-seed7-2").glob("0*.png"))) == 2

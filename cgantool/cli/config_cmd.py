@@ -17,7 +17,7 @@ app.add_typer(config_app, name="config")
                     "Example: [cyan]cgantool config show --preset contragan --set train.batch_size=32[/]")
 @guarded
 def show(
-    preset: str = typer.Option("sngan", "--preset", "-p"),
+    preset: str = typer.Option("sngan", "--preset", "-p", help="The preset to start from."),
     config: Path = typer.Option(None, "--config", "-c", help="A TOML file layered over the preset."),
     set_: list[str] = typer.Option([], "--set", help="section.key=value (repeatable)."),
     json_: bool = typer.Option(False, "--json", help="JSON instead of TOML."),

@@ -20,8 +20,8 @@ def eval_(
     checkpoint: Path = typer.Argument(None, help="A cgantool checkpoint (or use --real/--fake)."),
     metrics: str = typer.Option(None, "--metrics", help="Comma-separated metric names, e.g. fid,kid,prdc (with the "
                                 "flags below: all of them); an unknown name lists the valid ones."),
-    fid: bool = typer.Option(False, "--fid"),
-    kid: bool = typer.Option(False, "--kid"),
+    fid: bool = typer.Option(False, "--fid", help="Fréchet Inception distance (lower is better)."),
+    kid: bool = typer.Option(False, "--kid", help="Kernel Inception distance, unbiased (lower is better)."),
     is_: bool = typer.Option(False, "--is", help="Inception Score (Inception extractor only)."),
     prdc: bool = typer.Option(False, "--prdc", help="Precision/recall (k=3), density/coverage (k=5)."),
     per_class: bool = typer.Option(False, "--per-class", help="FID per class (conditional models)."),
@@ -40,9 +40,9 @@ def eval_(
     is_splits: int = typer.Option(None, "--is-splits", min=1, help="Splits of the Inception Score (default 10)."),
     standing_stats: int = typer.Option(0, "--standing-stats", min=0, help="Re-estimate G's batch-norm statistics "
                                        "over K generated batches first, on a copy (StudioGAN's -std_stat)."),
-    batch_size: int = typer.Option(100, "--batch-size", "-b", min=1),
-    seed: int = typer.Option(0, "--seed"),
-    no_ema: bool = typer.Option(False, "--no-ema"),
+    batch_size: int = typer.Option(100, "--batch-size", "-b", min=1, help="Images per forward pass of G and of the extractor."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated images (fake image i depends only on (seed, i))."),
+    no_ema: bool = typer.Option(False, "--no-ema", help="Evaluate the raw G instead of its EMA."),
     mode: str = typer.Option(None, "--mode", help="clean (default), legacy_tensorflow or legacy_pytorch (clean-fid)."),
     feature_extractor: str = typer.Option(None, "--feature-extractor", help="module:function returning a uint8→features callable."),
     inception_weights: str = typer.Option(None, "--inception-weights", help="Path of inception-2015-12-05.pt (or $CGANTOOL_INCEPTION_WEIGHTS)."),
@@ -51,7 +51,7 @@ def eval_(
     json_out: str = typer.Option(None, "--json", help="Write the result as JSON to FILE, or - for stdout."),
     max_fid: float = typer.Option(None, "--max-fid", help="Exit 1 when FID is above this."),
     min_is: float = typer.Option(None, "--min-is", help="Exit 1 when IS is below this."),
-    device: str = typer.Option("auto", "--device"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
     from cgantool.device import resolve_device
     from cgantool.errors import CgantoolError, GateFailed

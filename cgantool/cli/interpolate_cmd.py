@@ -27,13 +27,14 @@ def interpolate(
                                "10,000 images (frames x rows), as a GIF or strip is assembled in memory."),
     method: str = typer.Option("slerp", "--method", help="slerp (Gaussian latents) or lerp."),
     rows: int = typer.Option(1, "--rows", min=1, help="Independent walks stacked (row r uses image r of each seed)."),
-    out: Path = typer.Option(Path("walk.gif"), "--out", "-o", help="FILE.gif, FILE.png or a folder of frames."),
-    fps: int = typer.Option(12, "--fps", min=1),
+    out: Path = typer.Option(None, "--out", "-o", help="FILE.gif, FILE.png or a folder of frames. Default: "
+                             "RUN/generated/<ckpt>-walk.gif (-2, -3... when it exists)."),
+    fps: int = typer.Option(12, "--fps", min=1, help="Frames per second of the GIF."),
     loop: bool = typer.Option(False, "--loop", help="Return to the first key so the GIF loops seamlessly."),
-    no_ema: bool = typer.Option(False, "--no-ema"),
+    no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw G instead of its EMA."),
     allow_download: bool = typer.Option(False, "--allow-download", help="Let the checkpoint's hf: text encoder be "
                                          "fetched from the Hugging Face hub (default: local files only)."),
-    device: str = typer.Option("auto", "--device"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output."),
 ) -> None:
     from cgantool.api import interpolate_checkpoint
@@ -46,4 +47,4 @@ def interpolate(
         prompts=[*(prompts or []), *(more_prompts or [])] or None, seed=seed, frames=frames, method=method, rows=rows,
         loop=loop, fps=fps, ema=not no_ema, device=device, force=force, allow_download=allow_download,
     )
-    err_console.print(printable(f"wrote {out}: {what}"), markup=False)
+    err_console.print(printable(f"wrote {what}"), markup=False)

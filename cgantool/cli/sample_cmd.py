@@ -17,7 +17,7 @@ def sample(
     checkpoint: Path = typer.Argument(..., help="A cgantool .safetensors checkpoint."),
     n: int = typer.Option(64, "-n", "--num", min=1, help="Number of images, at most 10,000,000 per call. They are "
                           "written batch by batch, so memory does not grow with N; grid.png shows the first 1,024."),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder. Default: RUN/generated/<ckpt>-seed<S>."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder. Default: RUN/generated/<ckpt>-seed<S> (-2, -3... when it exists)."),
     seed: int = typer.Option(0, "--seed", help="Image i depends only on (seed, i)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images per forward pass (at most 4,096)."),
     class_: str = typer.Option(None, "--class", help="One class (name or index) for every image."),
@@ -32,7 +32,7 @@ def sample(
     nrow: int = typer.Option(None, "--nrow", min=1, help="Images per grid row."),
     allow_download: bool = typer.Option(False, "--allow-download", help="Let the checkpoint's hf: text encoder be "
                                          "fetched from the Hugging Face hub (default: local files only)."),
-    device: str = typer.Option("auto", "--device"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty --out folder."),
 ) -> None:
     from cgantool.api import sample_checkpoint

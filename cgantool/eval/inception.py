@@ -162,11 +162,11 @@ def load_feature_extractor(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
     callable may also have ``probs`` (or ``logits``) for the Inception Score."""
     import inspect
 
-    hint = ("pass --feature-extractor module:name, where name is a function of a uint8 image batch [B, 3, H, W] "
-            "returning features [B, F], an nn.Module, or a zero-argument factory returning one")
+    hint = ("pass --feature-extractor module:function, where function maps a uint8 image batch [B, 3, H, W] to "
+            "features [B, F] (or is an nn.Module, or a zero-argument factory returning one)")
     module_name, sep, fn_name = spec.partition(":")
     if not sep or not module_name.strip() or not fn_name.strip():
-        raise CgantoolError(f"--feature-extractor expects module:name, got '{spec}'", hint=hint)
+        raise CgantoolError(f"--feature-extractor expects module:function, got '{spec}'", hint=hint)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
     try:
