@@ -61,8 +61,9 @@ def sample_checkpoint(
     """Write images 0..n-1 of ``checkpoint`` as PNGs into ``out`` (and grid.png), batch by batch: image i depends
     only on (seed, i). Classes by name or index (``class_name``, ``classes`` 'a,b' cycled, ``per_class`` M of
     each); captions for a text-to-image model (``prompts`` cycled, or ``prompts_file``). Returns what was written."""
-    from cgantool.sampling import (GRID_MAX_IMAGES, check_counts, check_output, check_prompts, class_labels,
-                                   prompt_conditions, sample_to_folder)
+    from cgantool.files import check_output
+    from cgantool.sampling import (GRID_MAX_IMAGES, check_counts, check_prompts, class_labels, prompt_conditions,
+                                   sample_to_folder)
 
     checkpoint = Path(checkpoint)
     check_counts(n, batch_size)
@@ -111,7 +112,8 @@ def interpolate_checkpoint(
     """A walk between seeds ('1,2,3'), classes ('a,b' at fixed z) or captions (``prompts`` at fixed z), written as
     FILE.gif, a FILE.png strip or a folder of frames; ``rows`` independent walks stacked. Returns what was written."""
     from cgantool.interpolate import OUTPUT_SUFFIXES, parse_seeds, walk_images, walk_length, write_frames
-    from cgantool.sampling import ImageCheck, check_output, check_prompts, prompt_conditions, resolve_class
+    from cgantool.files import check_output
+    from cgantool.sampling import ImageCheck, check_prompts, prompt_conditions, resolve_class
 
     if out is None:  # RUN/generated/<ckpt>-walk.gif, as sample writes into the run
         out = default_output(Path(checkpoint), "walk.gif")

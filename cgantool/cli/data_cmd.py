@@ -28,11 +28,12 @@ def export(
     from cgantool.config import DataConfig
     from cgantool.data import load_dataset, parse_source
     from cgantool.errors import CgantoolError
+    from cgantool.files import check_output
     from cgantool.sampling import save_png
 
     name, res = parse_source(source)
     cfg = DataConfig(source=name, resolution=resolution or res or 32, num_images=num_images, shapes_seed=seed)
-    check_output_folder(out, force)  # before any work: a bad path must not cost a dataset decode
+    check_output(out, folder=True, force=force, what="output folder")  # before any work: not after a dataset decode
     data = load_dataset(cfg)
     width = len(str(len(data) - 1))
     lines = []
@@ -51,26 +52,3 @@ def export(
         raise CgantoolError(f"cannot write to {out}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""),
                             hint="check the free space and permissions of the output folder") from None
     err_console.print(f"wrote {len(data)} images{' and captions.jsonl' if lines else ''} to {out}")
-
-
-def check_output_folder(out: Path, force: bool) -> None:
-    """``out`` can become a folder we write into: an empty (or --force) folder, or a new one under a writable folder."""
-    import os
-
-    from cgantool.errors import CgantoolError
-
-    if out.exists() and not out.is_dir():
-        raise CgantoolError(f"output path {out} is a file, not a folder", hint="choose a folder path (new or empty)")
-    if out.is_dir():
-        if any(out.iterdir()) and not force:
-            raise CgantoolError(f"output folder {out} is not empty", hint="choose another folder or pass --force")
-        existing = out
-    else:
-        existing = out.absolute().parent
-        while not existing.exists():
-            existing = existing.parent
-        if not existing.is_dir():
-            raise CgantoolError(f"cannot create output folder {out}: {existing} is a file",
-                                hint="choose a folder path whose parents are folders")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise CgantoolError(f"cannot write to {existing}", hint="choose a folder you can write to")

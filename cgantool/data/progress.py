@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 
-def _duration(seconds: float) -> str:
-    """'1h02m', '1m29s', '42s'."""
+def duration(seconds: float) -> str:
+    """'1h02m', '1m29s', '42s' (the ETA of cache builds and of training progress lines)."""
     seconds = int(round(seconds))
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
@@ -56,7 +56,7 @@ class BuildProgress:
         elif time.perf_counter() - self.line_time >= self.interval:
             self.line_time = time.perf_counter()
             rate = self.rate()
-            eta = _duration((self.total - self.done) / rate) if rate > 0 else "?"
+            eta = duration((self.total - self.done) / rate) if rate > 0 else "?"
             self.line(f"caching {self.done:,}/{self.total:,} images ({rate:,.0f} img/s, ETA {eta})")
 
     def line(self, text: str) -> None:
@@ -67,6 +67,6 @@ class BuildProgress:
         if self.bar is not None:
             self.bar.stop()
         elif self.enabled and self.lines and exc[0] is None:
-            self.line(f"cached {self.done:,} images in {_duration(time.perf_counter() - self.began)}"
+            self.line(f"cached {self.done:,} images in {duration(time.perf_counter() - self.began)}"
                       f" ({self.rate():,.0f} img/s)")
         return False

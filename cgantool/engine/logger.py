@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from cgantool.config import RunConfig
+from cgantool.data.progress import duration
 from cgantool.errors import ConfigError
 
 
@@ -85,7 +86,7 @@ class Logger:
             now = time.perf_counter()
             img_per_s = (step - self.line_step) * self.images_per_step / max(now - self.line_time, 1e-9)
             rate = (step - self.start) / max(now - self.began, 1e-9)  # steps/s of this process
-            eta = _duration((self.total - step) / rate) if rate > 0 else "?"
+            eta = duration((self.total - step) / rate) if rate > 0 else "?"
             self.console.print(f"step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%)  {img_per_s:.1f} img/s"
                                f"  ETA {eta}  {self.losses}".rstrip(), markup=False, highlight=False, soft_wrap=True)
             self.line_time, self.line_step = now, step
@@ -121,14 +122,6 @@ class Logger:
         if self.console is not None:
             shown = "  ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
             self.console.print(f"step {step}: {shown}")
-
-
-def _duration(seconds: float) -> str:
-    """'1h02m', '3m05s', '42s'."""
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 class SampleGrid:

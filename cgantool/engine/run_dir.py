@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cgantool.checkpoint import Checkpoint, load_checkpoint
-from cgantool.files import atomic_write
+from cgantool.files import atomic_write, check_output
 from cgantool.config import RunConfig, diff_configs, read_toml, validate_config
 from cgantool.errors import CgantoolError, CheckpointError, ConfigError
 
@@ -140,16 +140,9 @@ class Plan:
 
 
 def check_out_path(out: Path, flag: str = "--out") -> None:
-    """An output directory that can be created: not a file, no file among its parents, writable."""
-    if out.exists() and not out.is_dir():
-        raise CgantoolError(f"{flag} {out} is a file, not a directory", hint=f"choose another {flag}")
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise CgantoolError(f"{flag} {out} cannot be created: {parent} is a file", hint=f"choose another {flag}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CgantoolError(f"{flag} {out} cannot be written: {parent} is not writable", hint=f"choose another {flag}")
+    """A run directory that can be created: not a file, no file among its parents, writable (an existing run is
+    judged by :func:`check`)."""
+    check_output(out, folder=True, force=True, what=flag)
 
 
 def _protected(run: Path, data_source: str) -> str | None:
