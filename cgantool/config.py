@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from cgantool.errors import ConfigError
 from cgantool.nets import arch_names, supported_resolutions
+from cgantool.recipes import deep_merge, preset_header, preset_names, preset_path, presets_dir, read_toml  # noqa: F401
 from cgantool.registry import did_you_mean as _did_you_mean  # the one helper; importable from here too
 from cgantool.registry import registered_name, unknown_name
 from cgantool.terms import check_terms, follow_terms, loss_config
@@ -34,6 +35,8 @@ class DataConfig(_Section):
     image_root: str = Field("", description="Image directory for 'coco:' captions; '' = beside the JSON file.")
     max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Stop when more than this fraction of images cannot be "
                                     "read (or are too large); fewer are skipped, with a warning naming them.")
+    crop: bool = Field(True, description="Resize the short side and centre-crop (true); false = resize to a square "
+                       "without cropping, changing the aspect ratio (XMC-GAN's official pipeline).")
     max_image_pixels: int = Field(50_000_000, ge=1, description="Images whose header claims more pixels (width x height) "
                                   "are skipped without being decoded; 50 MP fits a 45 MP camera's full frame.")
 
@@ -137,6 +140,7 @@ class EvalConfig(_Section):
 
 class RunConfig(_Section):
     preset: str = "sngan"
+    recipe: str = Field("", description="The preset's official recipe this run started from (cgantool.recipes).")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
@@ -166,75 +170,7 @@ follow_terms(RunConfig)  # RunConfig.loss is rebuilt when a term is registered o
 
 
 # ----------------------------------------------------------------------------------------------
-# Presets
-
-
-def presets_dir() -> Path:
-    """Where the preset TOMLs are: inside the installed package, or the checkout's top-level presets/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "presets", here.parent / "presets"):
-        if candidate.is_dir() and any(candidate.glob("*.toml")):
-            return candidate
-    raise ConfigError("no preset files found", hint="reinstall cgantool (pip install .): presets/ is missing")
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in presets_dir().glob("*.toml"))
-
-
-def preset_path(name: str) -> Path:
-    names = preset_names()
-    if name not in names:
-        raise ConfigError(f"unknown preset '{name}'",
-                          hint=f"{_did_you_mean(name, names)}valid presets: {', '.join(names)}")
-    return presets_dir() / f"{name}.toml"
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file as a dict; a missing, unreadable, non-UTF-8 or malformed file is a ConfigError."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}", hint="check the path given to --config") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory", hint="--config takes a .toml file") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}",
-                          hint="check the path given to --config") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line})",
-                          hint="TOML files are UTF-8: re-save the file as UTF-8") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML: {e}", hint="fix the syntax of the file") from None
-
-
-def preset_header(name: str) -> str:
-    """The leading comment block of a preset file (its citation of where the numbers come from)."""
-    lines = []
-    for line in preset_path(name).read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line.lstrip("# ").rstrip())
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------
 # Layering
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def parse_value(text: str) -> Any:
@@ -310,11 +246,18 @@ def resolve_config(
     config_file: str | Path | None = None,
     sets: list[str] | tuple[str, ...] = (),
     flags: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
 ) -> RunConfig:
-    """Layer preset TOML → --config file → --set key=value → explicit flags (dotted keys), then validate."""
-    raw = read_toml(preset_path(preset))
-    raw["preset"] = preset
-    return validate_config(layer_config(raw, config_file, sets, flags))
+    """Layer preset TOML → its recipe for the resolution → --config file → --set key=value → explicit flags
+    (dotted keys), then validate. The recipe's choice (cgantool.recipes) may add one warning line to ``notes``."""
+    from cgantool.recipes import with_recipe
+
+    base = read_toml(preset_path(preset))
+    base["preset"] = preset
+    user = layer_config({}, config_file, sets, flags)
+    arch = user.get("model", {}).get("arch", base.get("model", {}).get("arch", "sngan"))
+    supported = supported_resolutions(arch) if arch in arch_names() else ()
+    return validate_config(with_recipe(preset, base, user, supported, notes))
 
 
 def layer_config(
