@@ -52,6 +52,10 @@ class ModelConfig(_Section):
     d_channels: int = Field(0, ge=0, description="Discriminator width; 0 = the paper width for the resolution.")
     g_self_attention: bool = Field(False, description="Self-attention in G at the middle resolution (sngan arch).")
     upsample: Literal["bilinear", "nearest"] = Field("bilinear", description="sngan G upsampling (Mimicry: bilinear).")
+    shared_dim: int = Field(128, ge=1, description="biggan: size of the class embedding shared by G's conditional "
+                            "BNs (StudioGAN g_shared_dim).")
+    attention_resolution: int = Field(0, ge=0, description="biggan: self-attention after the G and D blocks whose "
+                                      "output is this many px; 0 = half the image size (StudioGAN's placement).")
 
 
 LossConfig = loss_config()  # loss.adversarial + a section per term, as registered at import (cgantool.terms)

@@ -170,17 +170,13 @@ def typical_short_side(source: str, limit: int = PROBE_FILES) -> int | None:
 def _probe_files(source: str) -> list[Path]:
     import json
 
-    from cgantool.data.sources import IMAGE_EXTENSIONS
+    from cgantool.data.sources import image_files
 
     if source.startswith("coco:"):
         return []  # COCO's annotations carry the sizes but are large to read twice; the preset's default applies
     path = Path(source).expanduser()
     if path.is_dir():
-        found = []
-        for p in sorted(path.rglob("*")):
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
-                found.append(p)
-        return found
+        return image_files(path)[0]  # the images training uses: root files beside class folders are not
     if path.is_file() and path.suffix == ".jsonl":
         files = []
         try:

@@ -20,11 +20,20 @@ def show(
     preset: str = typer.Option("sngan", "--preset", "-p", help="The preset to start from."),
     config: Path = typer.Option(None, "--config", "-c", help="A TOML file layered over the preset."),
     set_: list[str] = typer.Option([], "--set", help="section.key=value (repeatable)."),
+    data: str = typer.Option(None, "--data", "-d", help="The data, as `train --data` takes it: picks the preset's "
+                             "recipe for its resolution (cifar10 → 32 px; a folder → its images' size)."),
     json_: bool = typer.Option(False, "--json", help="JSON instead of TOML."),
 ) -> None:
+    from cgantool.errors import warn
     from cgantool.config import config_to_dict, resolve_config, to_toml
+    from cgantool.data import parse_source
 
-    cfg = resolve_config(preset, config, set_)
+    flags, notes = {}, []
+    if data is not None:
+        flags["data.source"], flags["data.resolution"] = parse_source(data)
+    cfg = resolve_config(preset, config, set_, flags, notes)
+    for note in notes:
+        warn(note)
     data = config_to_dict(cfg)
     typer.echo(json.dumps(data, indent=2) if json_ else to_toml(data), nl=json_)
 

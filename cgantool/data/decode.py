@@ -1,4 +1,5 @@
-"""Decoding image files into the data cache: centre crop and antialiased resize to uint8 [3, R, R], streamed
+"""Decoding image files into the data cache: centre crop (or, ``data.crop = false``, none: the whole image squashed
+to a square) and antialiased resize to uint8 [3, R, R], streamed
 into the ``images.npy`` of a cache entry being built, so memory stays flat however many files there are. Files are
 decoded in worker processes (a pixel budget shared between them; oversized files skipped from their header), and
 every skipped file is named.
@@ -99,8 +100,12 @@ def _to_8bit(img: Any) -> Any:
     return Image.fromarray(((v + 128) // 257).astype(np.uint8), "L")  # floor((v + 128) / 257) = round(v / 257)
 
 
-def _decode_one(f: Path, resolution: int, max_pixels: int, budget: _PixelBudget) -> np.ndarray | str:
-    """uint8 [3, R, R], or why the file was skipped. The size comes from the header before anything is decoded."""
+def _decode_one(f: Path, resolution: int, max_pixels: int, budget: _PixelBudget, crop: bool = True) -> np.ndarray | str:
+    """uint8 [3, R, R], or why the file was skipped. The size comes from the header before anything is decoded.
+
+    ``crop``: resize the short side to R and keep the centre (default); False: resize width and height to R
+    separately, the aspect ratio changed and nothing cut off, as XMC-GAN's official input pipeline does (it uses
+    TF's bilinear resize without antialiasing; the filter here stays the cache's antialiased bicubic)."""
     from PIL import Image, ImageOps
 
     try:
@@ -112,7 +117,10 @@ def _decode_one(f: Path, resolution: int, max_pixels: int, budget: _PixelBudget)
             try:
                 img = _to_8bit(src)
                 img = img if img.mode == "RGB" else img.convert("RGB")  # convert('RGB') of RGB is a full copy
-                img = ImageOps.fit(img, (resolution, resolution), Image.Resampling.BICUBIC)
+                if crop:
+                    img = ImageOps.fit(img, (resolution, resolution), Image.Resampling.BICUBIC)
+                else:
+                    img = img.resize((resolution, resolution), Image.Resampling.BICUBIC)
                 return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
             finally:
                 src.close()  # frees the decoded pixels now
@@ -151,9 +159,9 @@ def _init_worker(cond: Any, in_use: Any) -> None:
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
-def _decode_chunk(files: list[Path], resolution: int, max_pixels: int) -> list[np.ndarray | str]:
+def _decode_chunk(files: list[Path], resolution: int, max_pixels: int, crop: bool = True) -> list[np.ndarray | str]:
     assert _worker_budget is not None
-    return [_decode_one(f, resolution, max_pixels, _worker_budget) for f in files]
+    return [_decode_one(f, resolution, max_pixels, _worker_budget, crop) for f in files]
 
 
 def _decoded(files: list[Path], cfg: DataConfig) -> Iterator[list[np.ndarray | str]]:
@@ -168,7 +176,8 @@ def _decoded(files: list[Path], cfg: DataConfig) -> Iterator[list[np.ndarray | s
         with warnings.catch_warnings():  # oversized files are skipped and named by us; Pillow's would repeat it
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             for start in range(0, len(files), size):
-                yield [_decode_one(f, cfg.resolution, cfg.max_image_pixels, budget) for f in files[start:start + size]]
+                yield [_decode_one(f, cfg.resolution, cfg.max_image_pixels, budget, cfg.crop)
+                       for f in files[start:start + size]]
         return
     # fork (Linux): workers start at once, nothing re-imported; elsewhere spawn (fork is unsafe on macOS)
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
@@ -181,7 +190,7 @@ def _decoded(files: list[Path], cfg: DataConfig) -> Iterator[list[np.ndarray | s
             start = next(starts, None)
             if start is not None:
                 pending.append(pool.submit(_decode_chunk, files[start:start + size], cfg.resolution,
-                                           cfg.max_image_pixels))
+                                           cfg.max_image_pixels, cfg.crop))
 
         for _ in range(2 * workers):
             submit()
@@ -199,7 +208,8 @@ def _decoded(files: list[Path], cfg: DataConfig) -> Iterator[list[np.ndarray | s
 def decode_to_file(
     files: list[Path], cfg: DataConfig, path: Path, root: Path | None = None, progress: Any = None
 ) -> tuple[list[int], list[str]]:
-    """Decode, centre-crop and antialias-resize every file into ``path``, a uint8 [N, 3, R, R] ``.npy``.
+    """Decode, centre-crop (unless ``cfg.crop`` is false) and antialias-resize every file into ``path``, a uint8
+    [N, 3, R, R] ``.npy``.
 
     Good images are written to the next free row, in file order (a bounded chunk in memory at a time); the
     skipped ones are dropped and N rewritten at the end. Returns (good indices, notices): a notice names how many

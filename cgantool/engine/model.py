@@ -72,6 +72,8 @@ def build_gan(cfg: RunConfig, data_info: dict[str, Any]) -> GAN:
         d_kw["text_dim"] = _text_dim(data_info)
     else:
         d_kw["projection"] = num_classes > 0 and not class_term
+        if m.arch == "biggan":
+            d_kw["attention_resolution"] = m.attention_resolution or None  # 0 = half the image size
     G = make_generator(cfg, data_info)
     backbone = build_discriminator(m.arch, **d_kw)
     ctx = BuildContext(
@@ -96,6 +98,8 @@ def make_generator(cfg: RunConfig, data_info: dict[str, Any]) -> nn.Module:
         kw.update(self_attention=m.g_self_attention, upsample=m.upsample)
     elif m.arch == "xmcgan":
         kw["text_dim"] = _text_dim(data_info)
+    elif m.arch == "biggan":
+        kw.update(shared_dim=m.shared_dim, attention_resolution=m.attention_resolution or None)
     return build_generator(m.arch, **kw)
 
 

@@ -1,9 +1,17 @@
 """Pretrained ImageNet encoders for XMC-GAN's image–image term: torchvision ResNet-50 / VGG-16 logits.
 
-The official code uses the 1000 ImageNet logits of a ResNet-50 on bilinearly resized 224 px inputs (the
-paper says VGG). Nothing is downloaded at run time: the weights must already be in torch hub's cache
-(``$TORCH_HOME/hub/checkpoints``, where ``torchvision.models.resnet50(weights=...)`` puts them when online).
-The file is read with ``torch.load(weights_only=True)``: tensors only, no code from the file runs.
+The official code uses the 1000 ImageNet logits of a ResNet-50 (the paper says VGG). Nothing is downloaded at
+run time: the weights must already be in torch hub's cache (``$TORCH_HOME/hub/checkpoints``, where
+``torchvision.models.resnet50(weights=...)`` puts them when online). The file is read with
+``torch.load(weights_only=True)``: tensors only, no code from the file runs.
+
+Input preprocessing, against the official ``get_pretrained_embs``: the same resize — bilinear to 224 x 224, the
+whole image (no crop, the aspect ratio as it is), antialiased when shrinking (``jax.image.resize``'s default;
+256 px images shrink, 128 px ones grow and the antialiasing changes nothing) — and the same [0, 1] range
+(cgantool's [-1, 1] images mapped by (x + 1) / 2). One difference: the official net is the authors' own
+ResNet-50 (``resnet_pretrained.npy``) fed [0, 1] pixels with no normalisation, while torchvision's ImageNet
+weights were trained on ImageNet mean/std-normalised inputs, so those are applied here after the resize
+(feeding them raw [0, 1] pixels would shift every BN statistic they rely on).
 """
 
 from __future__ import annotations
@@ -32,6 +40,14 @@ def weights_path(name: str) -> Path:
     return hub_dir() / WEIGHT_FILES[name][0]
 
 
+def missing_weights_warning() -> str:
+    """The one line training prints when ``loss.xmc.image_encoder = 'auto'`` finds no weights."""
+    name, url = WEIGHT_FILES["resnet50"]
+    return (f"no ResNet-50/VGG16 ImageNet weights found in {hub_dir()}: XMC-GAN's pretrained image-image term is off; "
+            f"put torchvision's {name} ({url}) there (or set TORCH_HOME), or set loss.xmc.image_encoder = 'none' "
+            "to silence this")
+
+
 def resolve_image_encoder(setting: str) -> str:
     """'auto' → the first of resnet50, vgg16 whose weights are present, else 'none'; a named encoder
     whose weights are missing → OfflineError naming the file and where to put it."""
@@ -50,7 +66,8 @@ def resolve_image_encoder(setting: str) -> str:
 
 
 class PretrainedImageEncoder(nn.Module):
-    """Frozen torchvision classifier: images in [-1, 1] → bilinear 224 px → ImageNet normalisation → logits."""
+    """Frozen torchvision classifier: images in [-1, 1] → [0, 1] → bilinear (antialiased) 224 px → ImageNet
+    mean/std normalisation → logits (see the module docstring for how this compares with the official code)."""
 
     def __init__(self, name: str):
         super().__init__()
@@ -69,5 +86,5 @@ class PretrainedImageEncoder(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate((x + 1) / 2, size=(224, 224), mode="bilinear", align_corners=False)
+        x = F.interpolate((x + 1) / 2, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
         return self.net((x - self.mean) / self.std)

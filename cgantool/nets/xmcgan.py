@@ -7,13 +7,23 @@ there word–region attention: h = conv1x1_D(x), a_jt = softmax_t(15 · cos(h_j,
 c_j = sum_t a_jt · n(w_t), S = concat(c, tiled g); then GenSpatialBlocks whose BN is modulated per pixel
 by conv1x1(S) with S nearest-upsampled; output: spatial CBN → ReLU → conv3x3 → tanh. No SN in G.
 Block widths (multiples of gf): 16 at the stem, then 16, 8, 4, 2, 1 for the blocks 4→8→...→128; lower
-resolutions drop the finest blocks (64 px ends at 2 gf, 32 px at 4 gf, 16 px at 8 gf).
+resolutions drop the finest blocks (64 px ends at 2 gf, 32 px at 4 gf, 16 px at 8 gf). 256 px follows the
+official code: [16, 8, 8, 4, 2, 1] (two GenBlocks to 16x16 as at 128 px, then four GenSpatialBlocks
+8, 4, 2, 1 gf up to 256).
 
 Discriminator (df = 96): optimized block (df) then pre-activation DBlocks [2, 4, 8, 16] · df downsampling
-to 4x4 and one more 16 df block without downsampling (128 px: [2, 4, 8, 16, 16] with [T, T, T, T, F]).
+to 4x4 and one more 16 df block without downsampling (128 px: [2, 4, 8, 16, 16] with [T, T, T, T, F];
+256 px, as in the official code: [2, 4, 8, 8, 16, 16] with [T, T, T, T, T, F]).
 Region features = conv1x1_D of the block output at the attention resolution (16x16 → 256 regions, 4 df
-= 384 channels at 128 px); global x = ReLU → sum pool; logit = Linear_1(x) + <x, Linear(sentence)>.
-Every D layer spectral-normalised; D shortcuts read the raw input (no in-place ReLU, as in the JAX code).
+= 384 channels at 128 px, 8 df = 768 at 256 px); global x = ReLU → sum pool; logit = Linear_1(x) +
+<x, Linear(sentence)>. Every D layer spectral-normalised; D shortcuts read the raw input (no in-place
+ReLU, as in the JAX code).
+
+Every linear and convolution has a bias, as Flax's Dense/Conv and the official SpectralDense/SpectralConv
+default to; the BNs have no affine parameters. Counting ``parameters()`` (weights and biases; the
+spectral-norm u, v vectors and BN running statistics are buffers, as the official u0 and BN statistics
+live outside its ``params`` collection), gf = df = 96, z 128, 768-d BERT word/sentence features give
+G 92,865,539 and D 99,415,585 at 256 px, 78,507,779 and 87,911,713 at 128 px (tests pin these).
 
 Deviation: images are in [-1, 1] (tanh) like every other cgantool model; the official G ends with
 (tanh + 1) / 2 for [0, 1] images — the same function up to the fixed affine map.
@@ -31,7 +41,10 @@ from cgantool.nets.layers import DBlock, DBlockOptimized, DiscOutput, conv, init
 from cgantool.text.cond import TextCond
 
 RESOLUTIONS = (16, 32, 64, 128, 256)
-_G_MULTS = [16, 8, 4, 2, 1, 1]  # block i output width / gf (the stem is 16 gf)
+_G_MULTS = [16, 8, 4, 2, 1]  # block i output width / gf (the stem is 16 gf); 128 px and, truncated, below
+_G_MULTS_256 = [16, 8, 8, 4, 2, 1]  # the official 256 px generator: one more 8 gf block after attention
+_D_MULTS = [2, 4, 8, 16, 16]  # DBlocks after the optimized block (df); 128 px and, dropping 16, below
+_D_MULTS_256 = [2, 4, 8, 8, 16, 16]  # the official 256 px discriminator
 SENTENCE_DIM = 128  # Linear_128(sentence)
 WORD_ATTENTION_GAMMA = 15.0
 
@@ -113,7 +126,7 @@ class XMCGenerator(nn.Module):
         n_blocks = int(math.log2(resolution // 4))
         self.attn_res = attention_resolution(resolution)
         n_global = int(math.log2(self.attn_res // 4))
-        widths = [16 * gf] + [m * gf for m in _G_MULTS[:n_blocks]]
+        widths = [16 * gf] + [m * gf for m in (_G_MULTS_256 if resolution == 256 else _G_MULTS[:n_blocks])]
         g_dim = SENTENCE_DIM + z_dim
         s_dim = text_dim + g_dim
         self.sentence = nn.Linear(text_dim, SENTENCE_DIM)
@@ -167,7 +180,8 @@ class XMCDiscriminator(nn.Module):
             raise layout_error("xmcgan", resolution, RESOLUTIONS)
         df = channels or 96
         n_down = int(math.log2(resolution // 4))
-        mults = [1] + [2, 4, 8, 16][: n_down - 1] + [16]
+        # the optimized block (df, downsamples), then DBlocks all downsampling but the last: n_down halvings
+        mults = [1] + (_D_MULTS_256 if resolution == 256 else _D_MULTS[: n_down - 1] + [16])
         downs = [True] * n_down + [False]
         widths = [m * df for m in mults]
         blocks: list[nn.Module] = [DBlockOptimized(3, widths[0], use_sn=True)]
