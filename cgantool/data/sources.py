@@ -27,8 +27,8 @@ from cgantool.errors import DataError, warn
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 CACHE_VERSION = 2  # 2: 16-bit images scaled to 8 bits (1 clipped them), skipped files named in the cache entry
-SOURCES_HINT = ("use --data shapes[:RES], cifar10, cifar100 (or cifar10-test, cifar100-test), an image folder, "
-                "a captions .jsonl or coco:CAPTIONS.json")
+SOURCES_HINT = ("use --data shapes, cifar10, cifar100 (or cifar10-test, cifar100-test), an image folder, "
+                "a captions .jsonl or coco:CAPTIONS.json, each optionally with :RES (e.g. ./photos:64)")
 CIFAR_SOURCES = ("cifar10", "cifar100", "cifar10-test", "cifar100-test")  # -test: the 10k test split
 
 
@@ -75,11 +75,26 @@ class ImageDataset:
 
 
 def parse_source(text: str) -> tuple[str, int | None]:
-    """``'shapes:16'`` → ``('shapes', 16)``; other sources pass through with no resolution."""
-    name, sep, res = text.partition(":")
-    if name in ("shapes", *CIFAR_SOURCES) and sep and res.isdigit():
+    """``--data SOURCE[:RES]``: ``'shapes:16'`` → ``('shapes', 16)``, ``'./digits:28'`` → ``('./digits', 28)``,
+    ``'coco:captions.json:128'`` → ``('coco:captions.json', 128)``; no ``:RES`` → ``(text, None)``.
+
+    A path that exists as typed is never split, so a folder named ``run:16`` is that folder (``run:16:32`` is it
+    at 32 px)."""
+    name, sep, res = text.rpartition(":")
+    if not (sep and name and res.isascii() and res.isdigit()):
+        return text, None
+    if name in BUILTIN_SOURCES:
         return name, int(res)
-    return text, None
+    if name == "coco":  # 'coco:16' is a file named 16, not a resolution
+        return text, None
+    if _path_of(text).exists():  # a path that exists as typed: its ':16' is part of its name
+        return text, None
+    return name, int(res)
+
+
+def _path_of(source: str) -> Path:
+    """The file system path a (non-builtin) source names: ``coco:FILE`` → FILE."""
+    return Path(source[5:] if source.startswith("coco:") else source).expanduser()
 
 
 BUILTIN_SOURCES = ("shapes", "shapes-multi", *CIFAR_SOURCES)
@@ -151,7 +166,7 @@ def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[Path], dict[s
     """Load ``key`` at ``cfg.resolution`` from the cache, building it (atomically) on a miss: ``build(tmp)`` writes
     ``tmp/images.npy`` or returns ``images``. Under torchrun only local rank 0 builds; the others wait for it."""
     key = {**key, "resolution": cfg.resolution, "max_image_pixels": cfg.max_image_pixels,
-           "cache_version": CACHE_VERSION}
+           "cache_version": CACHE_VERSION, **({} if cfg.crop else {"crop": False})}  # crop = true: the old keys
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     entry = cache_dir() / "data" / f"{key['kind']}-{cfg.resolution}-{digest}"
     if not (entry / "meta.json").exists():
@@ -179,8 +194,26 @@ def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[Path], dict[s
     )
 
 
+def image_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """The images of a folder source, and those ignored: as torchvision's ``ImageFolder``, when class sub-folders
+    (sub-folders holding images) are present, image files at the folder's root are ignored; a flat folder is
+    an unconditional set of all its images. Both lists sorted."""
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    at_root = [p for p in found if p.parent == root]
+    if len(at_root) == len(found):
+        return found, []
+    return [p for p in found if p.parent != root], at_root
+
+
 def _list_images(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    """:func:`image_files`, warning once (on every load, rank 0) about the ignored root files."""
+    files, ignored = image_files(root)
+    if ignored and _is_main_process():
+        n = len(ignored)
+        warn(f"ignored {n} image file{'s' if n > 1 else ''} at the root of {shown_path(root)} (e.g. "
+             f"{shown_path(ignored[0].name)}): with class sub-folders present only the images inside them are "
+             "used, as torchvision's ImageFolder does; move them into a class folder to train on them")
+    return files
 
 
 # ----------------------------------------------------------------------------------------------

@@ -92,8 +92,10 @@ class TextEncoder:
 
 
 class BuiltinText(TextEncoder):
-    def __init__(self, vocab: Vocab, dim: int = 256, max_words: int = 17, unknown_words: str = "error"):
+    def __init__(self, vocab: Vocab, dim: int = 256, max_words: int = 17, unknown_words: str = "error",
+                 pretrain_steps: int | None = None):
         self.spec, self.vocab, self.dim, self.max_words, self.unknown_words = "builtin", vocab, dim, max_words, unknown_words
+        self.pretrain_steps = pretrain_steps  # the steps it was pretrained for (a short run pretrains fewer)
         self.net = GRUTextNet(len(vocab), dim)
         self.device = torch.device("cpu")
 
@@ -107,7 +109,8 @@ class BuiltinText(TextEncoder):
         return self.net(ids.to(self.device), lengths)
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "vocab": self.vocab.words[2:], "unknown_words": self.unknown_words}
+        steps = {} if self.pretrain_steps is None else {"pretrain_steps": self.pretrain_steps}
+        return {**super().info(), "vocab": self.vocab.words[2:], "unknown_words": self.unknown_words, **steps}
 
 
 def _sha256(path: Path) -> str:
@@ -226,8 +229,10 @@ def from_info(info: dict[str, Any], tensors: dict[str, torch.Tensor] | None = No
         spec = str(info["encoder"])
         max_words = int(info["max_words"])
         if spec == "builtin":
+            steps = info.get("pretrain_steps")
             enc = BuiltinText(Vocab(info["vocab"]), dim=int(info["dim"]), max_words=max_words,
-                              unknown_words=info.get("unknown_words", "error"))
+                              unknown_words=info.get("unknown_words", "error"),
+                              pretrain_steps=int(steps) if steps is not None else None)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"the checkpoint's text encoder description is incomplete ({type(e).__name__}: {e})",
                               hint=hint) from None

@@ -14,9 +14,10 @@ from cgantool.text.encoders import HFText, MiniLMText, TextEncoder
 def build_encoder(cfg, dataset, device: torch.device, log: Callable[[str], None] | None = None) -> TextEncoder:
     spec = cfg.text.encoder
     if spec == "builtin":
-        from cgantool.text.pretrain import pretrain_builtin
+        from cgantool.text.pretrain import pretrain_builtin, pretrain_steps
 
-        return pretrain_builtin(dataset, cfg.text, seed=cfg.train.seed, device=device, log=log)
+        steps, why = pretrain_steps(cfg)
+        return pretrain_builtin(dataset, cfg.text, seed=cfg.train.seed, device=device, log=log, steps=steps, why=why)
     if spec == "minilm":
         return MiniLMText(max_words=cfg.text.max_words).to(device)
     return HFText(spec[3:], max_words=cfg.text.max_words).to(device)
