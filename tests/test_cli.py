@@ -150,7 +150,8 @@ def test_class_options(tiny_run, runner, tmp_path):
 
 
 def test_info_json(tiny_run, runner):
-    result = invoke(runner, "info", tiny_run / "checkpoints" / "last.safetensors", "--json")
+    # `--json FILE` (- = stdout) in info, eval and compare alike (issue 29 item 14): the bare flag became `--json -`
+    result = invoke(runner, "info", tiny_run / "checkpoints" / "last.safetensors", "--json", "-")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["preset"] == "sngan" and doc["step"] == 8 and doc["resolution"] == 16

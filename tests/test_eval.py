@@ -219,7 +219,8 @@ def _scripted_inception(path):
     torch.jit.save(torch.jit.script(Inception()), str(path))
 
 
-@pytest.mark.parametrize("mode", ["clean", "legacy_pytorch", "legacy_tensorflow"])
+@pytest.mark.parametrize("mode", ["clean", "pytorch_resize", "legacy_tensorflow"])  # (pytorch_resize: formerly
+# legacy_pytorch, renamed as it is not clean-fid's mode of that name; tests/test_eval_ci.py checks the old name)
 def test_inception_path_with_a_scripted_stand_in(tiny_run, runner, tmp_path, mode, monkeypatch):
     import hashlib
 

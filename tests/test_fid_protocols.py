@@ -145,7 +145,7 @@ def test_protocol_resolution_and_overrides():
     assert record["overridden"] == {"num_samples": 100, "repeats": 1}
     assert resolve(None)[1] is None and resolve(None)[0]["num_samples"] == 10000
     assert PROTOCOLS["xmcgan"].num_samples == 30000 and PROTOCOLS["xmcgan"].repeats == 3
-    assert PROTOCOLS["clean"].num_real == "all" and PROTOCOLS["studiogan"].mode == "legacy_pytorch"
+    assert PROTOCOLS["clean"].num_real == "all" and PROTOCOLS["studiogan"].mode == "pytorch_resize"
     with pytest.raises(ConfigError, match="unknown --protocol"):
         resolve("mimicry-ish")
 
@@ -186,7 +186,7 @@ def test_protocol_settings_are_recorded_and_flags_override_them(tiny_run, runner
     assert doc["metrics"]["fid"] == pytest.approx(np.mean([r["fid"] for r in doc["metrics_per_repeat"]]))
 
     doc, result = _eval(runner, tiny_run, "--protocol", "studiogan", "--fid")
-    assert doc["num_fake"] == doc["num_real"] == 256 and doc["is_splits"] == 1 and doc["mode"] == "legacy_pytorch"
+    assert doc["num_fake"] == doc["num_real"] == 256 and doc["is_splits"] == 1 and doc["mode"] == "pytorch_resize"
     assert doc["reference_split"] == "test" and "test split" in result.stderr
 
     doc, _ = _eval(runner, tiny_run, "--protocol", "xmcgan", "--repeats", "1", "--num-real", "50", "-n", "30",

@@ -188,7 +188,9 @@ def test_broken_generator_tensors_are_one_error_line(ckpt, runner, tmp_path, ten
     bad = edited(ckpt, tmp_path / "bad.safetensors", tensors=tensors)
     assert_usage_error(invoke(runner, "sample", bad, "-n", "2", "--out", tmp_path / "s"), fragment)
     assert_usage_error(invoke(runner, "interpolate", bad, "--out", tmp_path / "w.gif"), fragment)
-    assert_usage_error(invoke(runner, "eval", bad, "--fid", "--num-samples", "8", "--device", "cpu"), fragment)
+    # eval checks its feature extractor first (offline: the weights), so give it one that loads
+    assert_usage_error(invoke(runner, "eval", bad, "--fid", "--num-samples", "8", "--device", "cpu",
+                              "--feature-extractor", "tests.fake_extractor:build"), fragment)
 
 
 @pytest.mark.parametrize("meta, fragment", [

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import typer
 
 from cgantool.cli import app, err_console, guarded
+from cgantool.cli.json_out import HELP as JSON_HELP
 
 EXAMPLE = "cgantool eval runs/x/checkpoints/last.safetensors --metrics fid,kid,prdc --json -"
 
@@ -43,29 +43,48 @@ def eval_(
     batch_size: int = typer.Option(100, "--batch-size", "-b", min=1, help="Images per forward pass of G and of the extractor."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated images (fake image i depends only on (seed, i))."),
     no_ema: bool = typer.Option(False, "--no-ema", help="Evaluate the raw G instead of its EMA."),
-    mode: str = typer.Option(None, "--mode", help="clean (default), legacy_tensorflow or legacy_pytorch (clean-fid)."),
+    mode: str = typer.Option(None, "--mode", help="Inception input: clean (default) or legacy_tensorflow, as clean-fid's "
+                             "modes of those names; pytorch_resize: clean-fid's legacy_pytorch resize on the same "
+                             "network (formerly called legacy_pytorch)."),
     feature_extractor: str = typer.Option(None, "--feature-extractor", help="module:function returning a uint8→features callable."),
     inception_weights: str = typer.Option(None, "--inception-weights", help="Path of inception-2015-12-05.pt (or $CGANTOOL_INCEPTION_WEIGHTS)."),
     unverified_inception: bool = typer.Option(False, "--unverified-inception", help="Load Inception weights whose sha256 is not clean-fid's (runs the file's TorchScript code; results are labelled unverified). Or $CGANTOOL_UNVERIFIED_INCEPTION=1."),
     allow_download: bool = typer.Option(False, "--allow-download", help="Let the checkpoint's hf: text encoder be fetched from the Hugging Face hub (default: local files only)."),
-    json_out: str = typer.Option(None, "--json", help="Write the result as JSON to FILE, or - for stdout."),
+    json_out: str = typer.Option(None, "--json", metavar="FILE", help=JSON_HELP),
     max_fid: float = typer.Option(None, "--max-fid", help="Exit 1 when FID is above this."),
     min_is: float = typer.Option(None, "--min-is", help="Exit 1 when IS is below this."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress of feature extraction and "
+                                  "of the shapes probe's first training on stderr: a bar in a terminal, plain lines "
+                                  "when stderr is a file or pipe (CI, nohup, SLURM)."),
+    progress_every: float = typer.Option(10.0, "--progress-every", min=0.0, help="Seconds between plain progress "
+                                         "lines when stderr is not a terminal."),
 ) -> None:
+    args = dict(locals())
+    from cgantool.cli import json_out as jo
+
+    jo.check_target(json_out)  # before minutes of compute, not after; then a failure is written there too
+    with jo.errors_to(json_out):
+        result = _evaluate(**args)
+    _gate(result, max_fid, min_is)
+
+
+def _evaluate(*, checkpoint, metrics, fid, kid, is_, prdc, per_class, data, real, fake, protocol, num_samples,
+              num_real, reference_seed, repeats, is_splits, standing_stats, batch_size, seed, no_ema, mode,
+              feature_extractor, inception_weights, unverified_inception, allow_download, json_out, max_fid, min_is,
+              device, progress, progress_every) -> dict:
+    """What ``eval`` computes (the arguments are its options), the table on stderr and the ``--json`` output."""
     from cgantool.device import resolve_device
-    from cgantool.errors import CgantoolError, GateFailed
+    from cgantool.errors import CgantoolError
     from cgantool.eval import evaluate
+    from cgantool.eval.progress import showing
+    from cgantool.eval.protocols import canonical_mode, get_protocol, parse_num_real
     from cgantool.eval.registry import check_metrics
 
-    from cgantool.eval.protocols import get_protocol, parse_num_real
-
-    if mode is not None and mode not in ("clean", "legacy_tensorflow", "legacy_pytorch"):
-        raise CgantoolError(f"unknown --mode '{mode}'", hint="use clean, legacy_tensorflow or legacy_pytorch")
+    mode = canonical_mode(mode)  # unknown: a usage error; legacy_pytorch (renamed): pytorch_resize, with a warning
     if protocol is not None:
         get_protocol(protocol)  # an unknown name fails before anything is read
     real_count = parse_num_real(num_real)
-    _check_json_target(json_out)  # before minutes of compute, not after
     named = check_metrics((m.strip() for m in (metrics or "").split(",") if m.strip()), "--metrics")
     flags = tuple(m for m, on in (("fid", fid), ("kid", kid), ("is", is_), ("prdc", prdc)) if on)
     wanted = tuple(dict.fromkeys(flags + named)) or ("fid", "kid")
@@ -80,16 +99,24 @@ def eval_(
                    reference_seed=reference_seed, repeats=repeats, is_splits=is_splits, standing_stats=standing_stats)
     if (real is None) != (fake is None):
         raise CgantoolError("--real and --fake go together", hint="pass both folders, or a checkpoint")
-    if real is not None:
-        if checkpoint is not None:
-            raise CgantoolError("pass a checkpoint or --real/--fake, not both", hint="drop one of them")
-        result = evaluate.evaluate_folders(real, fake, evaluate.options_for(protocol, **options))
-    else:
-        if checkpoint is None:
-            raise CgantoolError("nothing to evaluate", hint="pass a checkpoint, or --real DIR --fake DIR")
-        result = evaluate.evaluate_checkpoint(checkpoint, **options, data=data, ema=not no_ema,
-                                              allow_download=allow_download, protocol=protocol)
+    if real is not None and checkpoint is not None:
+        raise CgantoolError("pass a checkpoint or --real/--fake, not both", hint="drop one of them")
+    if real is None and checkpoint is None:
+        raise CgantoolError("nothing to evaluate", hint="pass a checkpoint, or --real DIR --fake DIR")
+    with showing(progress, progress_every):
+        if real is not None:
+            result = evaluate.evaluate_folders(real, fake, evaluate.options_for(protocol, **options))
+        else:
+            result = evaluate.evaluate_checkpoint(checkpoint, **options, data=data, ema=not no_ema,
+                                                  allow_download=allow_download, protocol=protocol)
     _report(result, json_out)
+    return result
+
+
+def _gate(result: dict, max_fid: float | None, min_is: float | None) -> None:
+    """``--max-fid`` / ``--min-is``: exit 1 (GateFailed) when missed; the result JSON is already written."""
+    from cgantool.errors import GateFailed
+
     m = result["metrics"]
     if max_fid is not None and m["fid"] > max_fid:
         raise GateFailed(f"FID {m['fid']:.3f} is above --max-fid {max_fid}")
@@ -116,48 +143,8 @@ def _report(result: dict, json_out: str | None) -> None:
         else:
             table.add_row(key, f"{value:.4f}")
     err_console.print(table)
-    if json_out == "-":
-        typer.echo(json.dumps(result, indent=2))
-    elif json_out:
-        from cgantool.files import atomic_write
+    from cgantool.cli import json_out as jo
 
-        try:
-            atomic_write(Path(json_out), lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
-        except OSError as e:
-            raise _json_error(Path(json_out), e) from None
+    jo.write(result, json_out)
 
 
-def _json_error(path: Path, e: OSError):
-    from cgantool.errors import CgantoolError
-
-    return CgantoolError(f"cannot write --json {path} ({e.strerror or e})",
-                         hint="pass a file path in a writable directory, or --json - for stdout")
-
-
-def _check_json_target(json_out: str | None) -> None:
-    """Fail before the compute when ``--json PATH`` cannot be written: a directory, something that is not a
-    regular file (a device, a pipe: the atomic rename would replace it), or a place no file can be created in."""
-    import tempfile
-
-    from cgantool.errors import CgantoolError
-
-    if not json_out or json_out == "-":
-        return
-    path = Path(json_out)
-    if path.is_dir():
-        raise CgantoolError(f"--json {path} is a directory", hint=f"name a file, e.g. --json {path / 'eval.json'}, "
-                            "or use --json - for stdout")
-    if path.exists() and not path.is_file():
-        raise CgantoolError(f"--json {path} is not a regular file", hint="name a file, or use --json - for stdout")
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if ancestor.exists() and not ancestor.is_dir():
-        raise CgantoolError(f"cannot write --json {path}: {ancestor} is not a directory",
-                            hint="pass a file path in a writable directory, or --json - for stdout")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)  # as the final write would
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
-            pass
-    except OSError as e:
-        raise _json_error(path, e) from None

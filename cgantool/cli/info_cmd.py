@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from cgantool.cli import app, guarded
+from cgantool.cli import app, err_console, guarded
+from cgantool.cli.json_out import HELP as JSON_HELP
 
 
 @app.command(help="Describe a checkpoint: preset, step, resolution, classes, data, metrics, config.\n\n"
-             "Example: [cyan]cgantool info runs/x/checkpoints/last.safetensors --json[/]")
+             "Example: [cyan]cgantool info runs/x/checkpoints/last.safetensors --json -[/]")
 @guarded
 def info(
     checkpoint: Path = typer.Argument(..., help="A cgantool .safetensors checkpoint."),
-    json_: bool = typer.Option(False, "--json", help="Print JSON to stdout."),
+    json_out: str = typer.Option(None, "--json", metavar="FILE", help=JSON_HELP),
 ) -> None:
+    from cgantool.cli import json_out as jo
+
+    jo.check_target(json_out)
+    with jo.errors_to(json_out):
+        _info(checkpoint, json_out)
+
+
+def _info(checkpoint: Path, json_out: str | None) -> None:
     from cgantool.checkpoint import load_checkpoint
+    from cgantool.cli import json_out as jo
     from cgantool.config import config_to_dict
 
     ckpt = load_checkpoint(checkpoint)
@@ -34,10 +43,7 @@ def info(
         "metrics": ckpt.metrics,
         "config": config_to_dict(ckpt.config),
     }
-    if json_:
-        typer.echo(json.dumps(doc, indent=2))
-        return
-    from rich.console import Console
+    jo.write(doc, json_out)
     from rich.panel import Panel
 
     classes = doc["class_names"]
@@ -54,7 +60,14 @@ def info(
                                                 for k, v in ckpt.metrics.items())),
         f"[bold]version[/]      cgantool {_safe(ckpt.version)}",
     ]
-    Console().print(Panel("\n".join(lines), title=_safe(str(checkpoint)), expand=False), highlight=False)
+    console = err_console if jo.to_stdout(json_out) else _stdout()  # --json -: stdout holds only the JSON
+    console.print(Panel("\n".join(lines), title=_safe(str(checkpoint)), expand=False), highlight=False)
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console()
 
 
 def _safe(value, limit: int = 200) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cgantool.cli import app, err_console, guarded
+from cgantool.cli.json_out import HELP as JSON_HELP
 
 
 @app.command(help="Write a run's report: loss and metric plots, sample grids over training, config, speed.\n\n"
@@ -34,10 +35,20 @@ def compare(
     run_dirs: list[Path] = typer.Argument(..., help="Two or more run directories."),
     metric: str = typer.Option("fid", "--metric", help="Metric to overlay (eval/<metric>, or a loss key like d/adv)."),
     plot: Path = typer.Option(None, "--plot", help="Overlay plot PNG. Default: compare-<metric>.png beside the first run."),
+    json_out: str = typer.Option(None, "--json", metavar="FILE", help=JSON_HELP),
 ) -> None:
+    from cgantool.cli import json_out as jo
+
+    jo.check_target(json_out)
+    with jo.errors_to(json_out):
+        _compare(run_dirs, metric, plot, json_out)
+
+
+def _compare(run_dirs: list[Path], metric: str, plot: Path | None, json_out: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from cgantool.cli import json_out as jo
     from cgantool.errors import CgantoolError
     from cgantool.report import differing_settings, fmt, plot_keys, read_run
 
@@ -54,16 +65,23 @@ def compare(
     if key != "d/adv":
         table.add_column("final d/adv", justify="right")
     table.add_column("img/s", justify="right")
+    doc: dict = {"metric": metric, "key": key, "runs": [], "settings_that_differ": {}, "plot": None}
     for run in runs:
-        steps = str(run.rows[-1]["step"]) if run.rows else "0"
+        steps = run.rows[-1]["step"] if run.rows else 0
         speed = run.series("img_per_s")[1]
-        cells = [run.name, str(run.config.get("preset", "?")), steps, fmt(run.final(key)), fmt(run.best(key))]
+        median_speed = sorted(speed)[len(speed) // 2] if speed else None
+        cells = [run.name, str(run.config.get("preset", "?")), str(steps), fmt(run.final(key)), fmt(run.best(key))]
         if key != "d/adv":
             cells.append(fmt(run.final("d/adv")))
-        table.add_row(*cells, fmt(sorted(speed)[len(speed) // 2] if speed else None))
-    console = Console()
+        table.add_row(*cells, fmt(median_speed))
+        doc["runs"].append({"run": str(run.path), "name": run.name, "preset": run.config.get("preset"), "steps": steps,
+                            "final": _number(run.final(key)), "best": _number(run.best(key)),
+                            "final_d_adv": _number(run.final("d/adv")), "img_per_s": _number(median_speed),
+                            "skipped_lines": run.bad_lines})
+    console = err_console if jo.to_stdout(json_out) else Console()  # --json -: stdout holds only the JSON
     console.print(table)
     diffs = differing_settings(runs)
+    doc["settings_that_differ"] = {k: list(v) for k, v in diffs.items()}  # one value per run, in "runs" order
     if diffs:
         t2 = Table(title="settings that differ")
         t2.add_column("key", style="bold")
@@ -80,3 +98,12 @@ def compare(
         err_console.print(f"note: no run recorded '{key}'; no plot written")
     else:
         err_console.print(f"wrote {out}")
+        doc["plot"] = str(out)
+    jo.write(doc, json_out)
+
+
+def _number(value: float | None) -> float | None:
+    """A metric for JSON: NaN (no valid value) as null, like the table's '-'."""
+    import math
+
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value

@@ -16,7 +16,7 @@ EXAMPLE = "cgantool train --preset contragan --data shapes:32 --steps 2000 --out
 @guarded
 def train(
     preset: str = typer.Option(None, "--preset", "-p", help="Preset name (see `cgantool presets`). Default: sngan."),
-    data: str = typer.Option(None, "--data", "-d", help="shapes[:RES], an image folder, cifar10, cifar100, captions .jsonl, coco:FILE.json."),
+    data: str = typer.Option(None, "--data", "-d", help="shapes, an image folder, cifar10, cifar100, captions .jsonl or coco:FILE.json; a :RES suffix sets the resolution (else the recipe picks it from the data)."),
     config: Path = typer.Option(None, "--config", "-c", help="A TOML file layered over the preset."),
     set_: list[str] = typer.Option([], "--set", help="Override one key: section.key=value (repeatable)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory. Default: runs/<preset>-<data>-<time>."),
@@ -35,6 +35,8 @@ def train(
                                        "and images. Default: on for CPUs (measured 1.6-2.2x faster), off on GPUs."),
     allow_download: bool = typer.Option(False, "--allow-download", help="On --resume, let the run's hf: text encoder "
                                         "be fetched from the Hugging Face hub (default: local files only)."),
+    inception_weights: str = typer.Option(None, "--inception-weights", help="Path of inception-2015-12-05.pt for "
+                                          "the in-training evaluation, eval.every (or $CGANTOOL_INCEPTION_WEIGHTS)."),
 ) -> None:
     import os
 
@@ -43,7 +45,7 @@ def train(
     from cgantool.data.sources import absolute_paths
     from cgantool.engine.loop import RunOptions
     from cgantool.engine.loop import train as run_train
-    from cgantool.errors import CgantoolError
+    from cgantool.errors import CgantoolError, warn
 
     if resume and force:
         raise CgantoolError("--resume and --force contradict each other", hint="--resume continues a run, --force replaces it")
@@ -54,6 +56,7 @@ def train(
         source, resolution = parse_source(data)
         flags["data.source"] = source
         flags["data.resolution"] = resolution
+    notes: list[str] = []  # the recipe choice's warning (a new run only)
     if resume:  # the run's own config, with this command's --config / --set / flags layered on (and checked)
         from cgantool.config import config_to_dict, flatten, layer_config, validate_config
         from cgantool.engine import run_dir
@@ -66,7 +69,7 @@ def train(
             cfg = cfg.model_copy(update={"data": absolute_paths(cfg.data)})
         run_dir.check_resume(stored, cfg, ckpt, named=named)
     else:  # paths are recorded absolute: the run resumes and samples from any working directory
-        cfg = resolve_config(preset or "sngan", config, set_, flags)
+        cfg = resolve_config(preset or "sngan", config, set_, flags, notes)
         cfg = cfg.model_copy(update={"data": absolute_paths(cfg.data)})
     rank = int(os.environ.get("RANK", "0"))
     if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -78,12 +81,16 @@ def train(
 
     check_out_path(out)
     if rank == 0:
+        recipe = f", recipe {_escape(cfg.recipe)}" if cfg.recipe else ""
         err_console.print(f"[bold]cgantool train[/] preset [cyan]{_escape(cfg.preset)}[/] on "
-                          f"[cyan]{_escape(str(cfg.data.source))}[/] ({cfg.data.resolution} px) → {_escape(str(out))}")
+                          f"[cyan]{_escape(str(cfg.data.source))}[/] ({cfg.data.resolution} px{recipe}) → "
+                          f"{_escape(str(out))}", soft_wrap=True)  # one line in a log file too
+        for note in notes:
+            warn(note)
     last = run_train(cfg, RunOptions(out=out, device=device, resume=resume, force=force, progress=progress,
                                      console=err_console, compile=compile_, channels_last=channels_last,
                                      hold_signals=True, allow_download=allow_download,
-                                     progress_every=progress_every))
+                                     progress_every=progress_every, inception_weights=inception_weights))
     if rank != 0:
         return
     err_console.print(f"done: checkpoint {_escape(str(last))}")

@@ -126,27 +126,62 @@ class Logger:
 
 class SampleGrid:
     """The fixed grid a run draws every ``train.sample_every`` steps: 8 rows; a conditional model shows one class
-    per column (up to 20), a text-to-image model one caption per column (listed in samples/captions.txt)."""
+    per column (up to 20), a text-to-image model one caption per column (listed in samples/captions.txt).
+
+    Which generator drew it is said in ``samples/README.txt`` (written with the run) and in each PNG's text
+    metadata (``generator``: ``EMA`` or ``raw``, ``step``, a ``Description`` sentence): the EMA generator when the
+    run keeps one (``train.ema_decay`` > 0), as ``sample`` and ``eval`` use it by default; the raw G otherwise."""
 
     def __init__(self, trainer, num_images: int, seed: int):
         from cgantool.sampling import latents
 
         self.columns, self.c, self.captions = trainer.cond.grid(num_images)
         self.z = latents(seed, range(8 * self.columns), trainer.gan.G.z_dim)
+        self.kind = getattr(trainer.cond, "kind", "none")
+        self.ema = getattr(trainer, "G_ema", None) is not None
+        tc = trainer.cfg.train
+        self.generator = "EMA" if self.ema else "raw"
+        self.description = (f"the EMA generator (train.ema_decay={tc.ema_decay:g}, following G from step "
+                            f"{tc.ema_start_step}; what sample and eval use by default)" if self.ema else
+                            "the raw generator G (train.ema_decay=0: the run keeps no EMA)")
 
     def write_captions(self, folder: Path) -> None:
+        """``samples/README.txt`` (what the grids show, which generator) and, for text, ``captions.txt``."""
         from cgantool.files import atomic_write
 
+        what = {"class": "one class per column", "text": "one caption per column (captions.txt)"}.get(
+            self.kind, "unconditional samples")
+        about = (f"step_NNNNNNN.png: the grid drawn at that step by {self.description}.\n"
+                 f"8 rows x {self.columns} columns, {what}; the same latents at every step.\n"
+                 f"Each PNG's text metadata holds generator={self.generator} and its step.\n")
+        atomic_write(folder / "README.txt", lambda tmp: tmp.write_text(about))
         if self.captions:
             text = "".join(f"column {i + 1}: {c}\n" for i, c in enumerate(self.captions))
             atomic_write(folder / "captions.txt", lambda tmp: tmp.write_text(text))
 
     def write(self, G, device, path: Path, tb=None, step: int = 0) -> None:
-        from cgantool.sampling import generate, save_grid
+        from cgantool.sampling import generate
 
         images = generate(G, self.z, self.c, device=device)
-        save_grid(images, path, nrow=self.columns)
+        self._save(images, path, step)
         if tb is not None:
             from torchvision.utils import make_grid
 
             tb.add_image("samples", make_grid(images, nrow=self.columns, padding=2), step)
+
+    def _save(self, images, path: Path, step: int) -> None:
+        """:func:`cgantool.sampling.save_grid`'s PNG, with text metadata naming the generator and the step."""
+        from PIL import Image
+        from PIL.PngImagePlugin import PngInfo
+        from torchvision.utils import make_grid
+
+        from cgantool.files import atomic_write
+        from cgantool.sampling import enlarge
+
+        grid = make_grid(enlarge(images), nrow=self.columns, padding=2, pad_value=0)
+        meta = PngInfo()
+        for key, value in (("generator", self.generator), ("step", str(step)),
+                           ("Description", f"cgantool training grid at step {step}, drawn by {self.description}")):
+            meta.add_text(key, value)
+        img = Image.fromarray(grid.permute(1, 2, 0).numpy())
+        atomic_write(Path(path), lambda tmp: img.save(tmp, format="PNG", pnginfo=meta))

@@ -46,6 +46,7 @@ class RunOptions:
     hold_signals: bool = False  # the process ends with the run (CLI): after a stop signal, later ones are ignored
     allow_download: bool = False  # on resume, the run's hf: text encoder may be fetched (else local files only)
     progress_every: float = 30.0  # seconds between plain progress lines when stderr is not a terminal
+    inception_weights: str | None = None  # the in-training eval's Inception weights (None: the usual search)
 
 
 def train(cfg: RunConfig, opts: RunOptions) -> Path:
@@ -92,6 +93,10 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
     run = _prepare(cfg, opts, device, info, ckpt)
     if opts.console is not None:
         opts.console.print(_decided(run, device, opts.out, ckpt), markup=False, highlight=False, soft_wrap=True)
+    if info.is_main and _lost_pretrained_term(cfg, run.cfg):
+        from cgantool.nets.image_encoders import missing_weights_warning
+
+        warn(missing_weights_warning())
     lock = run_dir.open_run(plan, run.cfg) if info.is_main else None
     try:
         return _loop(run, opts, device, info)
@@ -101,6 +106,11 @@ def _train(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInf
 
 
 def _prepare(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistInfo, ckpt: Checkpoint | None) -> _Run:
+    evaluator = None
+    if cfg.eval.every and info.is_main:  # missing Inception weights / extractor: fail before the data is read
+        from cgantool.eval.evaluate import TrainEvaluator
+
+        evaluator = TrainEvaluator(cfg, None, device, inception_weights=opts.inception_weights)
     data = load_dataset(cfg.data)
     data_info = data.info()
     if info.is_main and cfg.model.conditioning == "auto" and data_info.get("num_classes") == 1:
@@ -119,12 +129,8 @@ def _prepare(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistI
     channels_last = opts.channels_last if opts.channels_last is not None else device.type == "cpu"
     t = build_trainer(cfg, data, device, ckpt, data_info, info, compile=opts.compile, channels_last=channels_last,
                       text_bank=bank)
-    evaluator = None
-    if cfg.eval.every and info.is_main:
-        from cgantool.eval.evaluate import TrainEvaluator
-
-        evaluator = TrainEvaluator(cfg, data, device)  # a missing feature extractor fails now, not at step N
-        evaluator.text_encoder = encoder
+    if evaluator is not None:
+        evaluator.dataset, evaluator.text_encoder = data, encoder
     return _Run(
         cfg=cfg, trainer=t, data_info=data_info, evaluator=evaluator,
         text_net=encoder.net if encoder is not None else None,
@@ -132,6 +138,13 @@ def _prepare(cfg: RunConfig, opts: RunOptions, device: torch.device, info: DistI
         start=ckpt.step if ckpt is not None else 0, num_images=len(data),
         best_fid=float(ckpt.state.get("best_fid", math.inf)) if ckpt is not None else math.inf,
     )
+
+
+def _lost_pretrained_term(asked: RunConfig, resolved: RunConfig) -> bool:
+    """XMC-GAN's pretrained image–image term was on with ``image_encoder = 'auto'`` and found no weights."""
+    xmc = getattr(asked.loss, "xmc", None)
+    return (xmc is not None and xmc.weight > 0 and xmc.image_pretrained > 0 and xmc.image_encoder == "auto"
+            and resolved.model.conditioning == "text" and resolved.loss.xmc.image_encoder == "none")
 
 
 def _decided(r: _Run, device: torch.device, out: Path, ckpt: Checkpoint | None) -> str:

@@ -22,7 +22,7 @@ import torch
 
 from cgantool import __version__
 from cgantool.errors import CgantoolError, DataError, warn
-from cgantool.eval.reference import _batched, real_features
+from cgantool.eval.reference import real_features
 from cgantool.eval.registry import Metric, MetricInputs, check_metrics, planned, run_metrics
 
 
@@ -32,7 +32,7 @@ class EvalOptions:
     num_samples: int = 10000
     batch_size: int = 100
     seed: int = 0
-    mode: str = "clean"  # clean | legacy_tensorflow | legacy_pytorch (clean-fid's resize conventions)
+    mode: str = "clean"  # clean | legacy_tensorflow | pytorch_resize (eval/protocols.py MODES)
     feature_extractor: str = ""  # "" = Inception; else "module:function"
     inception_weights: str | None = None
     unverified_inception: bool = False  # load Inception weights whose sha256 is not clean-fid's (explicit consent)
@@ -251,25 +251,29 @@ def _standing(G, num_classes: int, dataset, opts: EvalOptions, text_encoder) -> 
 def _fake_features(G, dataset, opts: EvalOptions, extractor: Extractor, text_encoder, labels, n: int, seed: int,
                    needs: set[str]) -> tuple[np.ndarray, np.ndarray | None, torch.Tensor | None]:
     """Features (probs, images where a metric needs them) of n fakes from latents of ``seed``, generated and
-    extracted in chunks: bounded memory for any n."""
+    extracted in chunks: bounded memory for any n (with progress on stderr under ``cgantool eval``)."""
+    from cgantool.eval.progress import EvalProgress
     from cgantool.sampling import generate, latents
 
     feats, probs, kept = [], [], []
-    for i in range(0, n, opts.batch_size):
-        idx = range(i, min(i + opts.batch_size, n))
-        if text_encoder is not None:
-            cond = text_encoder.encode([caption_of(dataset, j) for j in idx]).to("cpu")
-        else:
-            cond = labels[i : idx.stop] if labels is not None else None
-        images = generate(G, latents(seed, idx, G.z_dim), cond, batch_size=opts.batch_size, device=opts.device)
-        if "probs" in needs:
-            f, pr = extractor.features_and_probs(images)
-            feats.append(f.numpy())
-            probs.append(pr.numpy())
-        else:
-            feats.append(extractor.features(images).numpy())
-        if "images" in needs:
-            kept.append(images)
+    what = "generated images" + (f" (seed {seed})" if opts.repeats > 1 else "")
+    with EvalProgress(what, n) as progress:
+        for i in range(0, n, opts.batch_size):
+            idx = range(i, min(i + opts.batch_size, n))
+            if text_encoder is not None:
+                cond = text_encoder.encode([caption_of(dataset, j) for j in idx]).to("cpu")
+            else:
+                cond = labels[i : idx.stop] if labels is not None else None
+            images = generate(G, latents(seed, idx, G.z_dim), cond, batch_size=opts.batch_size, device=opts.device)
+            if "probs" in needs:
+                f, pr = extractor.features_and_probs(images)
+                feats.append(f.numpy())
+                probs.append(pr.numpy())
+            else:
+                feats.append(extractor.features(images).numpy())
+            if "images" in needs:
+                kept.append(images)
+            progress.advance(len(idx))
     return (np.concatenate(feats), np.concatenate(probs) if probs else None, torch.cat(kept) if kept else None)
 
 
@@ -290,7 +294,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, metrics: tuple[str, ..
     them given here overrides it; unset ones default to 10000 fakes, as many reals, clean mode, 1 repeat);
     ``standing_stats``: re-estimate G's batch-norm statistics over that many batches first (on a copy). The
     other arguments are :class:`EvalOptions`. Errors are :class:`~cgantool.errors.CgantoolError` (one line and a
-    hint).
+    hint). The feature extractor (the Inception weights, or ``feature_extractor``) is found and loaded first, so
+    offline or with a broken extractor this fails in seconds, before the checkpoint, the data and G are read.
     """
     from cgantool.checkpoint import load_checkpoint
     from cgantool.config import DataConfig
@@ -305,6 +310,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, metrics: tuple[str, ..
                        standing_stats=standing_stats,
                        device=device if isinstance(device, torch.device) else resolve_device(device))
     opts.selected()  # an unknown metric fails before the checkpoint is read
+    if not Path(checkpoint).exists():  # a typo fails before the extractor's seconds (load_checkpoint says it)
+        load_checkpoint(checkpoint)
+    extractor = Extractor(opts)  # missing Inception weights / a broken extractor: before the slow loads below
     ckpt = load_checkpoint(checkpoint)
     data_cfg = ckpt.config.data
     if data is not None:
@@ -322,7 +330,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, metrics: tuple[str, ..
         from cgantool.text.encoders import load_text_encoder
 
         text_encoder = load_text_encoder(ckpt, opts.device, allow_download=allow_download)
-    result = evaluate_generator(G, G.num_classes, dataset, opts, text_encoder=text_encoder)
+    result = evaluate_generator(G, G.num_classes, dataset, opts, extractor=extractor, text_encoder=text_encoder)
     result.update(checkpoint=str(checkpoint), step=ckpt.step, preset=ckpt.preset, dataset=dataset.source,
                   ema=ema and ckpt.has("G_ema"))
     return result
@@ -330,59 +338,27 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, metrics: tuple[str, ..
 
 def options_for(protocol: str | None, **given: Any) -> EvalOptions:
     """:class:`EvalOptions` of a protocol (or none) with the explicitly ``given`` settings (not None) on top."""
-    from cgantool.eval.protocols import SETTINGS, resolve
+    from cgantool.eval.protocols import SETTINGS, canonical_mode, resolve
 
+    given["mode"] = canonical_mode(given.get("mode"))  # legacy_pytorch (the old name) → pytorch_resize, warned
     settings, record = resolve(protocol, **{k: given.pop(k, None) for k in SETTINGS})
     return EvalOptions(**given, **settings, protocol=record)
 
 
-def load_folder_images(folder: Path, resolution: int | None = None) -> torch.Tensor:
-    """All images of a folder as uint8 [N, 3, R, R] (R = the first image's size unless given)."""
-    from PIL import Image
-
-    from cgantool.data.sources import IMAGE_EXTENSIONS
-
-    if not folder.is_dir():
-        raise DataError(f"image folder not found: {folder}", hint="pass an existing folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise DataError(f"no images found in {folder}", hint="put PNG/JPEG files there")
-    out = []
-    for f in files:
-        with Image.open(f) as img:
-            img = img.convert("RGB")
-            if resolution is None:
-                resolution = img.size[0]
-            if img.size != (resolution, resolution):
-                img = img.resize((resolution, resolution), Image.Resampling.BICUBIC)
-            out.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
-    return torch.stack(out)
-
-
 def evaluate_folders(real_dir: Path, fake_dir: Path, opts: EvalOptions) -> dict[str, Any]:
-    """Metrics of the images in ``fake_dir`` against those in ``real_dir`` (``cgantool eval --real --fake``)."""
-    start = time.perf_counter()
-    inputs = MetricInputs(seed=opts.seed)
-    todo = planned(opts.selected(), inputs)
-    extractor = Extractor(opts)
-    real_imgs = load_folder_images(real_dir)
-    fake_imgs = load_folder_images(fake_dir, resolution=real_imgs.shape[-1])
-    inputs.real = _batched(extractor.features, real_imgs, opts.batch_size)
-    inputs.fake = _batched(extractor.features, fake_imgs, opts.batch_size)
-    if "probs" in _needs(todo):
-        inputs.fake_probs = _batched(extractor.probs, fake_imgs, opts.batch_size)
-    if "images" in _needs(todo):
-        inputs.fake_images = fake_imgs
-    return _result(_run(todo, inputs), len(inputs.real), len(inputs.fake), extractor, opts, start,
-                   real=str(real_dir), fake=str(fake_dir))
+    """Metrics of the images in ``fake_dir`` against those in ``real_dir``: :func:`cgantool.eval.folders.evaluate_folders`."""
+    from cgantool.eval.folders import evaluate_folders as run
+
+    return run(real_dir, fake_dir, opts)
 
 
 class TrainEvaluator:
     """Metrics during training (``eval.every``): built once, so a missing extractor fails before step 1."""
 
-    def __init__(self, cfg, dataset, device: torch.device):
+    def __init__(self, cfg, dataset, device: torch.device, inception_weights: str | None = None):
         self.opts = EvalOptions(metrics=tuple(cfg.eval.metrics), num_samples=cfg.eval.num_samples,
-                                feature_extractor=cfg.eval.feature_extractor, seed=cfg.train.seed, device=device)
+                                feature_extractor=cfg.eval.feature_extractor, seed=cfg.train.seed, device=device,
+                                inception_weights=inception_weights)
         self.opts.selected("eval.metrics")  # the config checked them; a plugin metric may have been removed since
         self.dataset = dataset
         self.extractor = Extractor(self.opts)

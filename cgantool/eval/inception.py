@@ -28,6 +28,7 @@ from torch import nn
 
 from cgantool.errors import CgantoolError
 from cgantool.eval import weights
+from cgantool.eval.protocols import MODES, RENAMED_MODES  # clean, legacy_tensorflow, pytorch_resize
 from cgantool.eval.weights import (  # re-exported: they lived here before eval/weights.py
     cache_path,
     download_file,
@@ -40,7 +41,6 @@ from cgantool.eval.weights import (  # re-exported: they lived here before eval/
 __all__ = ["MODES", "InceptionFeatures", "cache_path", "download_file", "load_feature_extractor", "load_torchscript",
            "resolve_inception_weights", "sha256_file", "unverified_allowed", "verify_inception_weights"]
 
-MODES = ("clean", "legacy_tensorflow", "legacy_pytorch")
 
 
 # ------------------------------------------------------------------------------------------- the feature network
@@ -74,10 +74,11 @@ class InceptionFeatures(nn.Module):
       ``InceptionV3W`` with ``resize_inside=False``;
     - ``legacy_tensorflow``: the uint8 batch goes straight to the network, which resizes inside
       (TensorFlow-style bilinear) — ``InceptionV3W`` with ``resize_inside=True``;
-    - ``legacy_pytorch``: clean-fid's resizer ``make_resizer("PyTorch", False, "bilinear", (299, 299))``
-      (F.interpolate, align_corners=False) and pytorch-fid's normalisation 2 x / 255 - 1. clean-fid feeds that
-      to pytorch-fid's own port of the same TF graph (a separate ``pt_inception-2015-12-05-6726825d.pth``);
-      here it feeds the TorchScript port, so values approximate pytorch-fid's, not bit for bit.
+    - ``pytorch_resize``: clean-fid's legacy_pytorch resizer ``make_resizer("PyTorch", False, "bilinear",
+      (299, 299))`` (F.interpolate, align_corners=False) and pytorch-fid's normalisation 2 x / 255 - 1. clean-fid's
+      ``legacy_pytorch`` feeds that to pytorch-fid's own port of the same TF graph (a separate
+      ``pt_inception-2015-12-05-6726825d.pth``); here it feeds the TorchScript port, so values approximate
+      pytorch-fid's, not bit for bit -- hence its own name (``legacy_pytorch``, its old name, still maps to it).
 
     :meth:`logits` / :meth:`probs` give the 1008-way head without its bias (``no_output_bias=True``, as
     StyleGAN2-ADA's Inception Score) for the Inception Score.
@@ -90,6 +91,7 @@ class InceptionFeatures(nn.Module):
     def __init__(self, path: str | os.PathLike, mode: str = "clean", device: torch.device | str = "cpu",
                  unverified: bool = False):
         super().__init__()
+        mode = RENAMED_MODES.get(mode, mode)  # the old name of pytorch_resize (the CLI warns about it)
         if mode not in MODES:
             raise CgantoolError(f"unknown Inception mode '{mode}'", hint=f"use one of: {', '.join(MODES)}")
         from cleanfid.resize import build_resizer
@@ -102,7 +104,8 @@ class InceptionFeatures(nn.Module):
         self.mode = mode
         self.device = torch.device(device)
         with warnings.catch_warnings():  # clean-fid's PyTorch resizer calls warnings.filterwarnings("ignore")
-            self.resizer = None if mode == "legacy_tensorflow" else build_resizer(mode)
+            self.resizer = {"clean": lambda: build_resizer("clean"), "legacy_tensorflow": lambda: None,
+                            "pytorch_resize": lambda: build_resizer("legacy_pytorch")}[mode]()
 
     def _resize(self, images_u8: torch.Tensor) -> torch.Tensor:
         """uint8 [B, 3, H, W] → float32 [B, 3, 299, 299] in [0, 255] with clean-fid's per-image resizer."""
@@ -119,7 +122,7 @@ class InceptionFeatures(nn.Module):
         x = self._resize(images_u8)  # [B, 3, 299, 299] float32 in [0, 255]
         if self.mode == "clean":
             return (x - 128) / 128
-        return x / 255 * 2 - 1  # legacy_pytorch: pytorch-fid's normalize_input
+        return x / 255 * 2 - 1  # pytorch_resize: pytorch-fid's normalize_input
 
     def _features_from_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "legacy_tensorflow":

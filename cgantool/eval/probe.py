@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cgantool.data.shapes import COLORS, SHAPES, generate_shapes
+from cgantool.eval.progress import EvalProgress
 from cgantool.files import atomic_write
 
 PROBE_SEED = 10_000
@@ -68,13 +69,16 @@ def load_probe(resolution: int, n_train: int = 4000, steps: int = 400) -> ShapeP
         probe = ShapeProbe()
     opt = torch.optim.Adam(probe.parameters(), lr=2e-3)
     probe.train()
-    for _ in range(steps):
-        idx = torch.randint(n_train, (64,), generator=g)
-        s, c = probe(data.images[idx])
-        loss = F.cross_entropy(s, shape_y[idx]) + F.cross_entropy(c, color_y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    with EvalProgress(f"training the shapes attribute probe for {resolution} px (once, then cached)", steps,
+                      unit="steps") as progress:
+        for _ in range(steps):
+            idx = torch.randint(n_train, (64,), generator=g)
+            s, c = probe(data.images[idx])
+            loss = F.cross_entropy(s, shape_y[idx]) + F.cross_entropy(c, color_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            progress.advance(1)
     weights = {k: v.contiguous() for k, v in probe.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(weights, str(tmp)))
     return probe.eval()

@@ -24,7 +24,7 @@ from cgantool.errors import ConfigError
 @dataclass(frozen=True)
 class Protocol:
     name: str
-    mode: str  # clean | legacy_tensorflow | legacy_pytorch (clean-fid's resize conventions)
+    mode: str  # clean | legacy_tensorflow | pytorch_resize (see MODES)
     num_real: int | str  # a count, or "all": the whole reference split
     num_samples: int  # generated images per repeat; 0 = as many as the reference set
     reference_split: str  # the split the reference statistics come from
@@ -54,8 +54,8 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     # as the evaluation split has images, FID against the moments of that whole split ("using {eval_type}
     # moments"); evaluation() sets num_split = 1 for the IS; one run. src/metrics/inception_network.py is
     # pytorch-fid's port of TF's Inception with F.interpolate(bilinear, align_corners=False) (clean-fid's
-    # legacy_pytorch). Standing statistics (-std_stat, change_generator_mode) are an option: --standing-stats K.
-    Protocol("studiogan", "legacy_pytorch", "all", 0, "test", 1, 1,
+    # legacy_pytorch; cgantool's pytorch_resize has that resize and scaling, on the TorchScript port). Standing statistics (-std_stat, change_generator_mode) are an option: --standing-stats K.
+    Protocol("studiogan", "pytorch_resize", "all", 0, "test", 1, 1,
              "POSTECH-CVLab/PyTorch-StudioGAN src/train_eval.py, src/metrics/inception_network.py (v0.x)",
              "StudioGAN v0.4: as many fakes as the evaluation split (CIFAR-10 test: 10k) vs that whole split"),
     # google-research/xmcgan_image_generation, xmcgan/configs/coco_xmc.py: eval_num = 30000, eval_avg_num = 3;
@@ -66,6 +66,31 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
              "google-research/xmcgan_image_generation xmcgan/configs/coco_xmc.py, xmcgan/utils/eval_metrics.py",
              "XMC-GAN's COCO evaluation: 30k val images / 30k fakes from val captions, mean of 3 repeats"),
 )}
+
+# The Inception input conventions (``eval --mode``). clean and legacy_tensorflow are clean-fid's modes of those
+# names, exactly (the same resize, normalisation and network). pytorch_resize is clean-fid's legacy_pytorch *resize*
+# (F.interpolate bilinear, align_corners=False) and pytorch-fid's scaling fed to the same TorchScript network:
+# clean-fid's legacy_pytorch runs pytorch-fid's own port of the graph (other weights), so its numbers differ
+# slightly. cgantool < 0.x called pytorch_resize "legacy_pytorch"; that name is still accepted, with a warning.
+MODES = ("clean", "legacy_tensorflow", "pytorch_resize")
+RENAMED_MODES = {"legacy_pytorch": "pytorch_resize"}
+
+
+def canonical_mode(mode: str | None, where: str = "--mode") -> str | None:
+    """``mode`` checked against :data:`MODES`; a renamed one (``legacy_pytorch``) → its new name, with a warning."""
+    if mode is None:
+        return None
+    if mode in RENAMED_MODES:
+        from cgantool.errors import warn
+
+        new = RENAMED_MODES[mode]
+        warn(f"{where} {mode} is now called {new}: it is clean-fid's legacy_pytorch resize fed to the TorchScript "
+             f"Inception, not clean-fid's legacy_pytorch (pytorch-fid's network); use {where} {new}")
+        return new
+    if mode not in MODES:
+        raise ConfigError(f"unknown {where} '{mode}'", hint=f"use one of: {', '.join(MODES)}")
+    return mode
+
 
 # What eval measures with no protocol (and what train's in-training eval uses): the settings of cgantool < 0.x.
 DEFAULTS: dict[str, Any] = {"mode": "clean", "num_samples": 10000, "num_real": None, "reference_split": None,

@@ -72,8 +72,13 @@ def _cache_path(kind: str, key: dict[str, Any]) -> Path:
     return cache_dir() / "stats" / f"{kind}-{digest}.npz"
 
 
-def _batched(fn, images: torch.Tensor, batch_size: int) -> np.ndarray:
-    return torch.cat([fn(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]).numpy()
+def _batched(fn, images: torch.Tensor, batch_size: int, progress=None) -> np.ndarray:
+    out = []
+    for i in range(0, images.shape[0], batch_size):
+        out.append(fn(images[i : i + batch_size]))
+        if progress is not None:
+            progress.advance(len(out[-1]))
+    return torch.cat(out).numpy()
 
 
 def real_features(dataset, extractor, opts, labels_too: bool = False) -> dict[str, np.ndarray]:
@@ -103,7 +108,10 @@ def real_features(dataset, extractor, opts, labels_too: bool = False) -> dict[st
         stored = dataset.images
         picked = stored[torch.as_tensor(index)] if torch.is_tensor(stored) else stored[index]
         images = torch.as_tensor(np.asarray(picked))
-        out = {"features": _batched(extractor.features, images, opts.batch_size), "index": index}
+        from cgantool.eval.progress import EvalProgress
+
+        with EvalProgress(f"features of {len(images):,} reference images (cached for later evals)", len(images)) as p:
+            out = {"features": _batched(extractor.features, images, opts.batch_size, p), "index": index}
         if labels is not None:
             out["labels"] = labels[index]
 
