@@ -134,6 +134,10 @@ def load_generator(ckpt, ema: bool = True, device: torch.device | str = "cpu") -
     check_module_tensors(ckpt, prefix, shell)
     G = make_generator(ckpt.config, ckpt.data_info)
     G.load_state_dict(ckpt.tensors(prefix))
+    if prefix == "G_ema":  # spectral norm's u, v for the averaged weights (older checkpoints averaged them)
+        from cgantool.ema import refresh_spectral_norm
+
+        refresh_spectral_norm(G, iterations=50)
     bad = nonfinite_tensors(G)
     if bad:
         other = prefix == "G_ema" and ckpt.has("G") and not any(
