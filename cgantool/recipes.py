@@ -211,7 +211,7 @@ def choose(preset: str, recipes: list[Recipe], user_resolution: int | None, sour
     found, why = data_resolution(source)
     if found is None:  # shapes, or nothing readable: the preset's own resolution
         return Choice(default, nearest(recipes, default) if recipes else None)
-    candidates = [r.resolution for r in pickable] or [r for r in supported]
+    candidates = [r.resolution for r in pickable] or list(supported)
     fitting = [r for r in candidates if r <= found]
     resolution = max(fitting) if fitting else min(candidates)
     warning = "" if fitting else (f"the data's images are smaller than {resolution} px ({why}): they are "

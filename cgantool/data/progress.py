@@ -30,22 +30,42 @@ class BuildProgress:
         self.lines = 0
 
     def __enter__(self) -> BuildProgress:
-        if self.enabled and getattr(self.stream, "isatty", lambda: False)():
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                       TimeRemainingColumn)
-
-            self.bar = Progress(
-                TextColumn("[bold]caching images"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                console=Console(file=self.stream), transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("cache", total=self.total, rate="")
+        if self.enabled and self.terminal():
+            self.start_bar("caching images")
         return self
+
+    def terminal(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def start_bar(self, title: str) -> None:
+        """The rich bar: ``title``, bar, done/total, %, a free text field ``rate``, time remaining."""
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeRemainingColumn)
+
+        self.bar = Progress(
+            TextColumn(f"[bold]{escape(title)}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            console=Console(file=self.stream), transient=True,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task("progress", total=self.total, rate="")
 
     def rate(self) -> float:
         return self.done / max(time.perf_counter() - self.began, 1e-9)
+
+    def eta(self) -> str:
+        rate = self.rate()
+        return duration((self.total - self.done) / rate) if rate > 0 else "?"
+
+    def line_due(self) -> bool:
+        """True (and the clock restarted) when a plain line is due: ``interval`` seconds since the last one."""
+        now = time.perf_counter()
+        if now - self.line_time < self.interval:
+            return False
+        self.line_time = now
+        return True
 
     def advance(self, n: int) -> None:
         self.done += n
@@ -53,11 +73,8 @@ class BuildProgress:
             return
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done, rate=f"{self.rate():,.0f} img/s")
-        elif time.perf_counter() - self.line_time >= self.interval:
-            self.line_time = time.perf_counter()
-            rate = self.rate()
-            eta = duration((self.total - self.done) / rate) if rate > 0 else "?"
-            self.line(f"caching {self.done:,}/{self.total:,} images ({rate:,.0f} img/s, ETA {eta})")
+        elif self.line_due():
+            self.line(f"caching {self.done:,}/{self.total:,} images ({self.rate():,.0f} img/s, ETA {self.eta()})")
 
     def line(self, text: str) -> None:
         print(text, file=self.stream, flush=True)

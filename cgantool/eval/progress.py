@@ -42,19 +42,8 @@ class EvalProgress(BuildProgress):
     def __enter__(self) -> EvalProgress:
         if not self.enabled:
             return self
-        if getattr(self.stream, "isatty", lambda: False)():
-            from rich.console import Console
-            from rich.markup import escape
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                       TimeRemainingColumn)
-
-            self.bar = Progress(
-                TextColumn(f"[bold]{escape(self.what)}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                console=Console(file=self.stream), transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("eval", total=self.total, rate="")
+        if self.terminal():
+            self.start_bar(self.what)
         else:
             self.line(f"eval: {self.what}: {self.total:,} {self.unit}")
             self.lines = 0  # the opening line does not call for a closing one
@@ -67,11 +56,9 @@ class EvalProgress(BuildProgress):
         rate = self.rate()
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done, rate=f"{rate:,.1f} {self.unit}/s")
-        elif time.perf_counter() - self.line_time >= self.interval:
-            self.line_time = time.perf_counter()
-            eta = duration((self.total - self.done) / rate) if rate > 0 else "?"
+        elif self.line_due():
             self.line(f"eval: {self.what}: {self.done:,}/{self.total:,} {self.unit} ({rate:,.1f} {self.unit}/s, "
-                      f"ETA {eta})")
+                      f"ETA {self.eta()})")
 
     def __exit__(self, *exc: Any) -> bool:
         if self.bar is not None:

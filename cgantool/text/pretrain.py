@@ -53,17 +53,8 @@ class PretrainProgress(BuildProgress):
     def __enter__(self) -> PretrainProgress:
         self.loss: Any = None
         self.loss_time = 0.0
-        if self.enabled and getattr(self.stream, "isatty", lambda: False)():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("[bold]pretraining text encoder"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                console=Console(file=self.stream), transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("pretrain", total=self.total, info="")
+        if self.enabled and self.terminal():
+            self.start_bar("pretraining text encoder")
         return self
 
     def step(self, loss: torch.Tensor) -> None:
@@ -72,19 +63,15 @@ class PretrainProgress(BuildProgress):
         self.loss = loss.detach()
         if not self.enabled:
             return
-        now = time.perf_counter()
         if self.bar is not None:
             info = None
-            if now - self.loss_time >= 1.0:
+            if (now := time.perf_counter()) - self.loss_time >= 1.0:
                 self.loss_time = now
                 info = f"{self.rate():.1f} steps/s  loss {float(self.loss):.3f}"
-            self.bar.update(self.task, completed=self.done, **({"info": info} if info else {}))
-        elif now - self.line_time >= self.interval:
-            self.line_time = now
-            rate = self.rate()
-            eta = duration((self.total - self.done) / rate) if rate > 0 else "?"
-            self.line(f"pretraining the text encoder: step {self.done:,}/{self.total:,} ({rate:.1f} steps/s, "
-                      f"ETA {eta}, loss {float(self.loss):.3f})")
+            self.bar.update(self.task, completed=self.done, **({"rate": info} if info else {}))
+        elif self.line_due():
+            self.line(f"pretraining the text encoder: step {self.done:,}/{self.total:,} ({self.rate():.1f} steps/s, "
+                      f"ETA {self.eta()}, loss {float(self.loss):.3f})")
 
     def __exit__(self, *exc: Any) -> bool:
         if self.bar is not None:
