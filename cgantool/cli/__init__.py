@@ -15,7 +15,7 @@ from rich.console import Console
 
 from cgantool import __version__
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # a line stays one line in a log file
 
 app = typer.Typer(
     name="cgantool",
@@ -29,9 +29,9 @@ app = typer.Typer(
 
 def fail(message: str, hint: str | None = None, code: int = 2) -> typer.Exit:
     """Print one ``error:`` line (and a ``hint:`` line) to stderr; return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True, highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", markup=True)
     if hint:
-        err_console.print(f"[yellow]hint:[/] {hint}", soft_wrap=True, highlight=False)
+        err_console.print(f"[yellow]hint:[/] {hint}")
     return typer.Exit(code)
 
 

@@ -84,7 +84,7 @@ def train(
         recipe = f", recipe {_escape(cfg.recipe)}" if cfg.recipe else ""
         err_console.print(f"[bold]cgantool train[/] preset [cyan]{_escape(cfg.preset)}[/] on "
                           f"[cyan]{_escape(str(cfg.data.source))}[/] ({cfg.data.resolution} px{recipe}) → "
-                          f"{_escape(str(out))}", soft_wrap=True)  # one line in a log file too
+                          f"{_escape(str(out))}")
         for note in notes:
             warn(note)
     last = run_train(cfg, RunOptions(out=out, device=device, resume=resume, force=force, progress=progress,
