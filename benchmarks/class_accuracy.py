@@ -23,6 +23,9 @@ raw G (``--no-ema``). Printed per preset, one JSON line each:
   wrong digit for it (ContraGAN's known class permutation), both at 0.1 that it does not follow its label at all,
 * ``ema_z_effect`` / ``raw_z_effect``: mean |G(z_i, k) - G(z_i+1, k)| in grey levels (a collapsed G has ~0),
 * ``ema_read_as`` / ``raw_read_as``: the digit the classifier reads most often for each asked class,
+* ``d_probe_acc``, ``d_rank``, ``d_mean_share``, ``d_norm``, ``d_real_logit``: whether D's own features still carry
+  the classes (a linear probe on them, their effective rank and the share of their mean direction; see
+  ``d_features``) — how `dualcontrast` without R1 was found to collapse them,
 * ``wall_s``: the training time.
 
 Presets: ``sngan`` (projection D), ``contragan`` (2C loss), ``dualcontrast``, ``contragan+d2d`` (contragan with
@@ -139,6 +142,36 @@ def judge(clf, ckpt: Path, out: Path, n: int, seed: int, ema: bool, device: str)
             "read_as": [NAMES[c] for c in confusion.argmax(1)]}
 
 
+def d_features(ckpt: Path, real: Path) -> dict:
+    """Does D's pooled feature h (the input of its last linear layer) still carry the classes? On the real training
+    images: a logistic-regression probe's 3-fold accuracy on L2-normalised h, h's effective rank (centred,
+    (sum s)^2 / sum s^2 of its singular values), the share of its energy in its mean direction, |h|, D's mean
+    logit on reals. A D whose features collapsed onto one direction reads near chance here."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    from cgantool.checkpoint import load_checkpoint
+    from cgantool.data import load_dataset
+    from cgantool.data.batches import to_float
+    from cgantool.engine.model import build_gan
+
+    ck = load_checkpoint(ckpt)
+    gan = build_gan(ck.config, ck.data_info)
+    gan.D.load_state_dict(ck.tensors("D"))
+    gan.D.eval()
+    data = load_dataset(ck.config.data.model_copy(update={"source": str(real)}))
+    with torch.no_grad():
+        out = gan.D.backbone(to_float(data.images), data.labels)
+    h = out.h.double()
+    sv = torch.linalg.svdvals(h - h.mean(0))
+    probe = cross_val_score(LogisticRegression(max_iter=2000), (h / h.norm(dim=1, keepdim=True)).numpy(),
+                            data.labels.numpy(), cv=3).mean()
+    return {"d_probe_acc": round(float(probe), 3), "d_rank": round(float(sv.sum() ** 2 / (sv ** 2).sum()), 1),
+            "d_mean_share": round(float(h.mean(0).norm() ** 2 / (h.norm(dim=1) ** 2).mean()), 3),
+            "d_norm": round(float(h.norm(dim=1).mean()), 2), "d_real_logit": round(float(out.logits.mean()), 2)}
+
+
 def parse_preset(spec: str) -> tuple[str, list[str]]:
     if spec in SHORTHANDS:
         return SHORTHANDS[spec]
@@ -200,6 +233,7 @@ def main() -> None:
                 break
             tag = "ema" if ema else "raw"
             row.update({f"{tag}_{key}": value for key, value in res.items()})
+        row.update(d_features(ckpt, data / "train"))
         print(json.dumps(row), flush=True)
 
 

@@ -19,6 +19,8 @@ which needed a TPU pod) is never picked from the data alone.
 
 from __future__ import annotations
 
+import itertools
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,12 +155,11 @@ def typical_short_side(source: str, limit: int = PROBE_FILES) -> int | None:
     """Median short side of up to ``limit`` images spread over the data (headers only; no pixel is decoded)."""
     from PIL import Image
 
-    files = _probe_files(source)
+    files = _probe_files(source, limit)
     if not files:
         return None
-    step = max(1, len(files) // limit)
     sides = []
-    for f in files[::step][:limit]:
+    for f in _evenly(files, limit):
         try:
             with Image.open(f) as img:
                 sides.append(min(img.size))
@@ -167,16 +168,14 @@ def typical_short_side(source: str, limit: int = PROBE_FILES) -> int | None:
     return sorted(sides)[len(sides) // 2] if sides else None
 
 
-def _probe_files(source: str) -> list[Path]:
+def _probe_files(source: str, limit: int = PROBE_FILES) -> list[Path]:
     import json
-
-    from cgantool.data.sources import image_files
 
     if source.startswith("coco:"):
         return []  # COCO's annotations carry the sizes but are large to read twice; the preset's default applies
     path = Path(source).expanduser()
     if path.is_dir():
-        return image_files(path)[0]  # the images training uses: root files beside class folders are not
+        return _sample_folder(path, limit)
     if path.is_file() and path.suffix == ".jsonl":
         files = []
         try:
@@ -187,6 +186,44 @@ def _probe_files(source: str) -> list[Path]:
             pass  # a malformed file is reported by the data build
         return [f for f in files if f.is_file()]
     return []
+
+
+def _evenly(items: list, n: int) -> list:
+    """Up to ``n`` of ``items``, evenly spaced from the first."""
+    step = max(1, len(items) // max(1, n))
+    return items[::step][:n]
+
+
+def _sample_folder(root: Path, limit: int) -> list[Path]:
+    """Up to ``limit`` of the images training would use (``data.sources.image_files``' rule: with class sub-folders
+    present, root files are not used), spread over the folder without listing all of it: an ImageNet tree costs
+    one listing of its 1,000 class folders and one of each of ``limit`` of them, not a walk of 1.28M files."""
+    from cgantool.data.sources import IMAGE_EXTENSIONS
+
+    def is_image(name: str) -> bool:
+        return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+    def own_images(folder: Path) -> list[Path]:  # one folder's image files, sorted, no recursion
+        try:
+            with os.scandir(folder) as it:
+                return sorted(Path(e.path) for e in it if is_image(e.name) and e.is_file())
+        except OSError:
+            return []
+
+    try:
+        with os.scandir(root) as it:
+            subdirs = sorted(Path(e.path) for e in it if e.is_dir())
+    except OSError:
+        return []
+    files: list[Path] = []
+    picked = _evenly(subdirs, limit)
+    per = -(-limit // max(1, len(picked)))
+    for folder in picked:
+        found = own_images(folder)
+        if not found:  # a deeper tree (class/sub/img.jpg): the first few images found below
+            found = list(itertools.islice((p for p in folder.rglob("*") if is_image(p.name) and p.is_file()), per))
+        files += _evenly(found, per)
+    return files[:limit] if files else _evenly(own_images(root), limit)
 
 
 @dataclass

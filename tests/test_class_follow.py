@@ -3,7 +3,8 @@
 Short in-process runs on shapes:16 at tiny widths (each test well under 30 s on 2 cores):
 
 * after a short run of the trainer's own D and G steps, G's output for the same z differs measurably between two
-  classes (a G that ignores y, or whose class path was cut, gives 0 grey levels), for sngan and contragan;
+  classes (a G that ignores y, or whose class path was cut, gives 0 grey levels), for sngan, contragan and
+  dualcontrast;
 * ContraGAN's class path: the labels the trainer gives G for its fakes are the targets of the 2C loss on those
   fakes (also with train.reuse_fake), and that loss's gradient reaches G's shared class embedding.
 
@@ -22,7 +23,7 @@ from cgantool.engine.trainer import build_trainer
 
 TINY = ["model.g_channels=8", "model.d_channels=8", "data.num_images=256", "data.resolution=16",
         "train.batch_size=16", "train.d_steps_per_g_step=1", "train.ema_decay=0", "optim.lr_decay=none"]
-EXTRA = {"sngan": [], "contragan": ["model.z_dim=80", "loss.cond_2c.embed_dim=32"]}
+EXTRA = {"sngan": [], "contragan": ["model.z_dim=80", "loss.cond_2c.embed_dim=32"], "dualcontrast": []}
 
 
 def _trainer(preset: str, sets: list[str]):
@@ -45,12 +46,14 @@ def class_effect(G: torch.nn.Module, a: int, b: int, n: int = 16) -> float:
     return float((xa - xb).abs().mean() * 127.5)
 
 
-@pytest.mark.parametrize("preset", ["sngan", "contragan"])
+@pytest.mark.parametrize("preset", ["sngan", "contragan", "dualcontrast"])
 def test_short_run_g_output_depends_on_class(preset):
     t = _trainer(preset, [])
     for _ in range(30):
-        t.d_step()
+        d_losses, _ = t.d_step()
         t.g_step()
+    if preset == "dualcontrast":  # its D carries the R1 penalty (without it D's features lose the classes)
+        assert d_losses["r1"] > 0 and t.cfg.loss.r1.weight == 10.0
     effect = class_effect(t.gan.G, 0, 7)
     assert effect > 1.0, f"{preset}: G(z, 0) and G(z, 7) differ by {effect:.2f} grey levels"
 

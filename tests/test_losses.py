@@ -19,6 +19,7 @@ from cgantool.losses import (
     infonce_local_global_loss,
     nonsaturating_loss_d,
     nonsaturating_loss_g,
+    r1_penalty_rows,
     xmc_contrastive_loss,
     xmc_word_region_loss,
 )
@@ -251,6 +252,43 @@ def test_dual_contrastive_g_pushes_fake_logits_up():
         f2 = f.detach().clone().requires_grad_()
         dual_contrastive_loss_d(r, f2).backward()
         assert bool((f2.grad >= 0).all())  # D pushes fake logits down
+
+
+# ---------------------------------------------------------------------------------------------- R1
+
+
+def test_r1_by_hand_for_a_linear_and_a_quadratic_d():
+    x = torch.randn(4, 3, 2, 2, dtype=f64, requires_grad=True)
+    w = torch.randn(12, dtype=f64)
+    rows = r1_penalty_rows(x.flatten(1) @ w, x)  # grad = w; computed in float32, as every loss here
+    assert rows.dtype == torch.float32
+    torch.testing.assert_close(rows.double(), torch.full((4,), 0.5 * float(w @ w), dtype=f64), rtol=1e-6, atol=0)
+    quad = 0.5 * x.pow(2).flatten(1).sum(1) * 3.0  # grad = 3 x
+    torch.testing.assert_close(r1_penalty_rows(quad, x).double(), 4.5 * x.detach().pow(2).flatten(1).sum(1),
+                               rtol=1e-6, atol=0)
+
+
+def test_r1_rows_not_computed_from_the_input_add_nothing_and_d_gets_a_gradient():
+    from cgantool.nets.sngan import SNGANDiscriminator
+
+    torch.manual_seed(0)
+    D = SNGANDiscriminator(resolution=16, channels=8)
+    x = torch.randn(3, 3, 16, 16, requires_grad=True)
+    logits = D(x).logits
+    rows = r1_penalty_rows(logits, x)
+    other = torch.randn(5)  # e.g. other processes' gathered logits: constants here
+    torch.testing.assert_close(r1_penalty_rows(torch.cat([logits, other]), x), rows)
+    by_loop = []
+    for i in range(3):  # one image at a time (D's spectral norm is frozen in eval mode)
+        xi = x.detach()[i:i + 1].clone().requires_grad_(True)
+        D.eval()
+        (g,) = torch.autograd.grad(D(xi).logits.sum(), xi)
+        by_loop.append(0.5 * g.pow(2).sum())
+    D.eval()
+    torch.testing.assert_close(r1_penalty_rows(D(x).logits, x), torch.stack(by_loop), rtol=1e-4, atol=1e-7)
+    rows.mean().backward()  # double backward through spectral norm reaches D's weights
+    grads = [p.grad for p in D.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
 # ---------------------------------------------------------------------------------------------- XMC-GAN

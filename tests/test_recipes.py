@@ -205,3 +205,35 @@ def test_an_only_when_asked_recipe_is_never_picked_from_the_data(tmp_path):
     cfg = resolve_config("xmcgan", flags={"data.source": str(folder), "data.resolution": 256})
     assert cfg.data.resolution == 256 and cfg.recipe.startswith("COCO-2014 256 px")
     assert resolve_config("xmcgan").data.resolution == 128  # the built-in shapes: the preset's own 128 px
+
+
+def test_the_folder_probe_samples_the_class_folders_without_walking_the_tree(tmp_path, monkeypatch):
+    """An ImageNet-like tree: 200 class folders, the first half of small images, the second of large ones. The probe
+    reads at most 64 headers spread over the classes (so the median is the large side, not the first classes'),
+    never walks the whole tree (the data build does that once), and ignores root files beside class folders."""
+    import cgantool.data.sources as sources
+    import cgantool.recipes as recipes
+
+    root = tmp_path / "tree"
+    for k in range(200):
+        (root / f"n{k:03d}").mkdir(parents=True)
+        size = (40, 40) if k < 90 else (300, 300)
+        for i in range(3):
+            Image.new("RGB", size).save(root / f"n{k:03d}" / f"{i}.png")
+    Image.new("RGB", (20, 20)).save(root / "stray.png")
+    monkeypatch.setattr(sources, "image_files", lambda root: pytest.fail("the probe listed the whole folder"))
+    opened: list[str] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda f, *a, **k: (opened.append(str(f)), real_open(f, *a, **k))[1])
+    assert recipes.typical_short_side(str(root)) == 300
+    assert 32 <= len(opened) <= 64 and len({Path(f).parent.name for f in opened}) >= 32
+    assert not any(f.endswith("stray.png") for f in opened)
+    flat = tmp_path / "flat"  # a flat folder: its own images, evenly spaced
+    flat.mkdir()
+    for i in range(10):
+        Image.new("RGB", (50 + i, 80)).save(flat / f"{i}.png")
+    assert recipes.typical_short_side(str(flat)) == 55
+    nested = tmp_path / "nested" / "cls" / "sub"  # class/sub/img: found below the class folder
+    nested.mkdir(parents=True)
+    Image.new("RGB", (70, 90)).save(nested / "0.png")
+    assert recipes.typical_short_side(str(tmp_path / "nested")) == 70

@@ -120,12 +120,16 @@ class Trainer:
             if keep_fake:
                 self._kept = (fake_img, fake_c, real_img, real_c)
                 fake_img = fake_img.detach()
+            real_in = None
+            if any(term.needs_real_input_grad for term in gan.terms):  # R1: D's gradient at the reals, taken
+                real_img = real_in = real_img.detach().requires_grad_(True)  # before augmentation (StudioGAN, ADA)
             real = gan.D(self.aug(real_img), self.local(real_c))
             fake = gan.D(self.aug(fake_img), self.local(fake_c))
             real, fake, real_img_l, fake_img_l = self.gathered(real, fake, real_img, fake_img)
             real_c, fake_c = self.conds(real_c, fake_c)
             losses = {"adv": gan.adversarial.d(real.logits, fake.logits)}
-            batch = Batch(real_c=real_c, fake_c=fake_c, real_img=real_img_l, fake_img=fake_img_l)
+            batch = Batch(real_c=real_c, fake_c=fake_c, real_img=real_img_l, fake_img=fake_img_l, real_input=real_in,
+                          gather_rows=lambda rows: self.gathered(rows)[0])
             for term in gan.terms:
                 self._add(losses, term, term.d_loss(gan.head(term), real, fake, batch))
         total = sum(losses.values())

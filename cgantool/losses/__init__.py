@@ -8,6 +8,7 @@ from cgantool.losses.contrastive_2c import contrastive_2c_loss
 from cgantool.losses.d2d_ce import data_to_data_cross_entropy
 from cgantool.losses.dual_contrastive import dual_contrastive_loss_d, dual_contrastive_loss_g
 from cgantool.losses.infonce import infonce_local_global_loss
+from cgantool.losses.r1 import r1_penalty_rows
 from cgantool.losses.xmc import word_region_scores, xmc_contrastive_loss, xmc_word_region_loss
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "infonce_local_global_loss",
     "nonsaturating_loss_d",
     "nonsaturating_loss_g",
+    "r1_penalty_rows",
     "word_region_scores",
     "xmc_contrastive_loss",
     "xmc_word_region_loss",

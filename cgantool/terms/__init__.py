@@ -17,7 +17,7 @@ line at the bottom of this file, its preset TOML (``presets/``), and its tests.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -55,6 +55,10 @@ class Batch:
     fake_c: Any
     real_img: torch.Tensor | None = None
     fake_img: torch.Tensor | None = None
+    real_input: torch.Tensor | None = None  # the real batch as D's forward got it, when a term needs its gradient
+    # per-row values of this process → the global batch's (multi-process runs with train.gather; the local rows keep
+    # their gradient), for a term computing per-row values itself (R1's gradient norms of this rank's reals)
+    gather_rows: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda rows: rows)
 
 
 class Term:
@@ -66,6 +70,7 @@ class Term:
     section: ClassVar[type[TermConfig]] = TermConfig  # its config section, loss.<name>
     needs_labels: ClassVar[bool] = False  # True: refused when the model is unconditional
     needs_real_in_g: ClassVar[bool] = False
+    needs_real_input_grad: ClassVar[bool] = False  # True: D's real input requires grad (``Batch.real_input``)
     carries_class: ClassVar[bool] = False  # True: D gets no projection term, this term conditions it
 
     @classmethod
@@ -157,3 +162,4 @@ def enabled_terms(loss_cfg: Any, ctx: BuildContext) -> list[Term]:
 from cgantool.terms import infomax  # noqa: E402,F401,I001
 from cgantool.terms import cond_2c  # noqa: E402,F401,I001
 from cgantool.terms import xmc  # noqa: E402,F401,I001
+from cgantool.terms import r1  # noqa: E402,F401,I001
