@@ -119,7 +119,7 @@ def test_loss_sections_keep_their_keys_and_defaults():
         "xmc.weight": 0.0, "xmc.sentence": 1.0, "xmc.word": 1.0, "xmc.image": 1.0, "xmc.image_pretrained": 1.0,
         "xmc.image_encoder": "auto", "xmc.temperature": 0.1, "xmc.word_temperature": 0.02, "xmc.rho1": 5.0,
         "xmc.rho2": 5.0,
-        "r1.weight": 0.0,
+        "r1.weight": 0.0, "r1.every": 1,
     }
     schema = RunConfig.model_json_schema()["$defs"]
     assert schema["InfoMaxConfig"]["properties"]["weight"]["description"] == "alpha = beta of InfoMax-GAN; 0 = off."

@@ -99,8 +99,8 @@ class Logger:
 
     def write(self, step: int, pending: list[dict[str, torch.Tensor]], lr_factor: float, cfg: RunConfig) -> dict[str, Any]:
         now = time.perf_counter()
-        keys = pending[-1].keys() if pending else []
-        means = {k: float(torch.stack([p[k] for p in pending]).float().mean()) for k in keys}
+        keys = list(dict.fromkeys(k for p in pending for k in p))  # a lazy term (loss.r1.every) is in some rows only
+        means = {k: float(torch.stack([p[k] for p in pending if k in p]).float().mean()) for k in keys}
         images = (step - self.last_step) * cfg.train.batch_size * cfg.train.d_steps_per_g_step
         img_per_s = images / max(now - self.last_time, 1e-9)
         self.last_time, self.last_step = now, step

@@ -42,6 +42,7 @@ class Trainer:
     dist: DistInfo = field(default_factory=DistInfo)
     channels_last: bool = False  # NHWC images (G and D were converted by build_trainer)
     _kept: Any = field(default=None, repr=False)  # train.reuse_fake: fakes of the last D step for the G step
+    d_updates: int = 0  # D updates so far in the run (restored on resume): the clock of lazy terms (loss.r1.every)
 
     def autocast(self):
         """bf16 autocast of G and D forwards where configured (train.amp on CUDA, train.cpu_amp on CPU)."""
@@ -121,19 +122,20 @@ class Trainer:
                 self._kept = (fake_img, fake_c, real_img, real_c)
                 fake_img = fake_img.detach()
             real_in = None
-            if any(term.needs_real_input_grad for term in gan.terms):  # R1: D's gradient at the reals, taken
-                real_img = real_in = real_img.detach().requires_grad_(True)  # before augmentation (StudioGAN, ADA)
+            if any(term.wants_real_input_grad(self.d_updates) for term in gan.terms):  # R1: D's gradient at the
+                real_img = real_in = real_img.detach().requires_grad_(True)  # reals, before augmentation (StudioGAN, ADA)
             real = gan.D(self.aug(real_img), self.local(real_c))
             fake = gan.D(self.aug(fake_img), self.local(fake_c))
             real, fake, real_img_l, fake_img_l = self.gathered(real, fake, real_img, fake_img)
             real_c, fake_c = self.conds(real_c, fake_c)
             losses = {"adv": gan.adversarial.d(real.logits, fake.logits)}
             batch = Batch(real_c=real_c, fake_c=fake_c, real_img=real_img_l, fake_img=fake_img_l, real_input=real_in,
-                          gather_rows=lambda rows: self.gathered(rows)[0])
+                          gather_rows=lambda rows: self.gathered(rows)[0], d_update=self.d_updates)
             for term in gan.terms:
                 self._add(losses, term, term.d_loss(gan.head(term), real, fake, batch))
         total = sum(losses.values())
         self.step_optimizer(self.opt_D, total, self.d_params)
+        self.d_updates += 1
         return losses, total
 
     def g_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -246,8 +248,9 @@ def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt
     opt_G = _make_optimizer(gan.G.parameters(), cfg.optim.lr_g, cfg, device)
     opt_D = _make_optimizer(gan.D.parameters(), cfg.optim.lr_d, cfg, device)
     noise = torch.Generator(device=device).manual_seed(cfg.train.seed)
-    position = 0
-    if ckpt is not None:  # every part checked first: a damaged file is one CheckpointError naming the part
+    position, d_updates = 0, 0
+    if ckpt is not None:
+        d_updates = ckpt.step * cfg.train.d_steps_per_g_step  # every part checked first: a damaged file is one CheckpointError naming the part
         from cgantool.checkpoint import restore_training_state
 
         position = restore_training_state(ckpt, gan, G_ema, opt_G, opt_D, noise)
@@ -263,5 +266,5 @@ def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt
     return Trainer(
         cfg=cfg, gan=gan, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, reals=reals, noise=noise, device=device,
         augment=parse_policy(cfg.train.diffaug), hflip=cfg.train.hflip and (data.hflip_safe or not cond.flips_need_check),
-        dist=dist_info, channels_last=channels_last, cond=cond,
+        dist=dist_info, channels_last=channels_last, cond=cond, d_updates=d_updates,
     )

@@ -55,7 +55,8 @@ class Batch:
     fake_c: Any
     real_img: torch.Tensor | None = None
     fake_img: torch.Tensor | None = None
-    real_input: torch.Tensor | None = None  # the real batch as D's forward got it, when a term needs its gradient
+    real_input: torch.Tensor | None = None  # the real batch before augmentation, requiring grad, when a term wants it
+    d_update: int = 0  # D steps: the D update this is, counted over the run (lazy terms: loss.r1.every)
     # per-row values of this process → the global batch's (multi-process runs with train.gather; the local rows keep
     # their gradient), for a term computing per-row values itself (R1's gradient norms of this rank's reals)
     gather_rows: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda rows: rows)
@@ -70,7 +71,6 @@ class Term:
     section: ClassVar[type[TermConfig]] = TermConfig  # its config section, loss.<name>
     needs_labels: ClassVar[bool] = False  # True: refused when the model is unconditional
     needs_real_in_g: ClassVar[bool] = False
-    needs_real_input_grad: ClassVar[bool] = False  # True: D's real input requires grad (``Batch.real_input``)
     carries_class: ClassVar[bool] = False  # True: D gets no projection term, this term conditions it
 
     @classmethod
@@ -94,6 +94,11 @@ class Term:
 
     def build_heads(self) -> nn.Module | None:
         return None
+
+    def wants_real_input_grad(self, d_update: int) -> bool:
+        """True: at D update ``d_update`` (counted over the run) the real batch goes into D requiring grad, as
+        ``Batch.real_input`` (R1)."""
+        return False
 
     def d_loss(self, heads: nn.Module | None, real, fake, batch: Batch) -> torch.Tensor | None:
         return None
