@@ -166,3 +166,31 @@ def test_readme_resolution_table_is_the_codes():
                                  if read_toml(presets_dir() / f"{n}.toml").get("model", {}).get("arch") == arch), arch
     readme = (ROOT / "README.md").read_text()
     assert "--data ./digits:32" in readme and "wins over" in readme
+
+
+def test_the_listing_keeps_rglobs_files_and_order(tmp_path):
+    """image_files walks with os.scandir (2x faster on ImageNet-size trees) but must list what the rglob listing
+    did, in the same order: the order is the dataset's (indices, labels, resumed runs) and fingerprints the cache."""
+    import os
+
+    from cgantool.data.sources import IMAGE_EXTENSIONS, image_files
+
+    def by_rglob(root: Path):
+        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        at_root = [p for p in found if p.parent == root]
+        return (found, []) if len(at_root) == len(found) else ([p for p in found if p.parent != root], at_root)
+
+    t = tmp_path / "tree"
+    names = ["a/x.png", "a-c/y.PNG", "a/b/z.jpg", "a.b/w.png", "root.png", "a.png", ".hidden/q.png", "a/.png",
+             "A/u.jpeg", "a/not.txt", "a b/v.webp", "a/b.png", "a/b c/k.png", "Z.png", "deep/1/2/3/d.bmp"]
+    for rel in names:
+        (t / rel).parent.mkdir(parents=True, exist_ok=True)
+        (t / rel).write_bytes(b"")
+    os.symlink(t / "a", t / "linked_folder")  # not followed
+    os.symlink(t / "a" / "x.png", t / "a" / "linked.png")  # kept
+    os.symlink(t / "missing.png", t / "a" / "broken.png")  # not a file
+    for root in (t, t / "a", t / "a-c", Path(os.path.relpath(t))):
+        assert image_files(root) == by_rglob(root), root
+    files, ignored = image_files(t)
+    assert [p.relative_to(t).as_posix() for p in ignored] == ["Z.png", "a.png", "root.png"]
+    assert "a/linked.png" in [p.relative_to(t).as_posix() for p in files]

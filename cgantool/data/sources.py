@@ -197,12 +197,32 @@ def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[Path], dict[s
 def image_files(root: Path) -> tuple[list[Path], list[Path]]:
     """The images of a folder source, and those ignored: as torchvision's ``ImageFolder``, when class sub-folders
     (sub-folders holding images) are present, image files at the folder's root are ignored; a flat folder is
-    an unconditional set of all its images. Both lists sorted."""
-    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    at_root = [p for p in found if p.parent == root]
+    an unconditional set of all its images. Both lists sorted (as ``Path`` objects sort: by path component).
+
+    One ``os.scandir`` walk, each folder's entries in name order (which is the component-wise order ``Path`` sorts
+    by; symlinked folders are not followed, symlinked files are kept, as ``Path.rglob`` in Python 3.11): about 2x
+    faster than ``rglob`` + ``is_file`` + ``sorted`` (200k files: 1.1-1.3 s against 2.4-2.6 s, most of it making
+    ``Path``s), which every start of an ImageNet run pays (the listing fingerprints the cache)."""
+    found: list[str] = []
+
+    def visit(folder: str) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda entry: entry.name)
+        except OSError:  # an unreadable sub-folder is skipped, as rglob does
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                visit(entry.path)
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+                found.append(entry.path)
+
+    visit(str(root))
+    top = str(root)
+    at_root = [Path(p) for p in found if os.path.dirname(p) == top]
     if len(at_root) == len(found):
-        return found, []
-    return [p for p in found if p.parent != root], at_root
+        return at_root, []
+    return [Path(p) for p in found if os.path.dirname(p) != top], at_root
 
 
 def _list_images(root: Path) -> list[Path]:
