@@ -65,3 +65,14 @@ def test_zero_steps_is_a_usage_error():
     out = _script("benchmarks/train_throughput.py", "--steps", "0")
     assert out.returncode == 2 and "--steps: must be at least 1, got 0" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_folder_listing_runs_small_and_checks_the_two_listings_agree(tmp_path):
+    import json
+
+    out = _script("benchmarks/folder_listing.py", "--files", "60", "--classes", "7", "--dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["files"] == 60 and row["classes"] == 7
+    assert all(row[k] >= 0 for k in ("image_files_s", "rglob_s", "fingerprint_s", "probe_s"))
+    assert list(tmp_path.iterdir()) == []  # its tree is removed
