@@ -212,7 +212,7 @@ def _sample_folder(root: Path, limit: int) -> list[Path]:
 
     try:
         with os.scandir(root) as it:
-            subdirs = sorted(Path(e.path) for e in it if e.is_dir())
+            subdirs = sorted(Path(e.path) for e in it if e.is_dir(follow_symlinks=False))  # as image_files
     except OSError:
         return []
     files: list[Path] = []

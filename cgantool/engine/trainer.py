@@ -121,9 +121,9 @@ class Trainer:
             if keep_fake:
                 self._kept = (fake_img, fake_c, real_img, real_c)
                 fake_img = fake_img.detach()
-            real_in = None
-            if any(term.wants_real_input_grad(self.d_updates) for term in gan.terms):  # R1: D's gradient at the
-                real_img = real_in = real_img.detach().requires_grad_(True)  # reals, before augmentation (StudioGAN, ADA)
+            real_in = None  # R1: D's gradient at the reals, taken before augmentation (StudioGAN, StyleGAN2-ADA)
+            if any(term.wants_real_input_grad(self.d_updates) for term in gan.terms):
+                real_img = real_in = real_img.detach().requires_grad_(True)
             real = gan.D(self.aug(real_img), self.local(real_c))
             fake = gan.D(self.aug(fake_img), self.local(fake_c))
             real, fake, real_img_l, fake_img_l = self.gathered(real, fake, real_img, fake_img)
@@ -249,10 +249,10 @@ def build_trainer(cfg: RunConfig, data: ImageDataset, device: torch.device, ckpt
     opt_D = _make_optimizer(gan.D.parameters(), cfg.optim.lr_d, cfg, device)
     noise = torch.Generator(device=device).manual_seed(cfg.train.seed)
     position, d_updates = 0, 0
-    if ckpt is not None:
-        d_updates = ckpt.step * cfg.train.d_steps_per_g_step  # every part checked first: a damaged file is one CheckpointError naming the part
+    if ckpt is not None:  # every part checked first: a damaged file is one CheckpointError naming the part
         from cgantool.checkpoint import restore_training_state
 
+        d_updates = ckpt.step * cfg.train.d_steps_per_g_step
         position = restore_training_state(ckpt, gan, G_ema, opt_G, opt_D, noise)
     reals = RealBatches(data, cfg.train.batch_size, seed=cfg.train.seed, device=device, position=position)
     cond = conditions_for(gan.num_classes, text_bank)

@@ -1,8 +1,8 @@
 """The R1 gradient penalty on D at the real images: D adds weight · mean_i 1/2 ||∇_x D(x_i)||², the gradient
 taken with respect to the real batch before DiffAugment (through it), as StudioGAN's ``cal_r1_reg`` (times its
-``r1_lambda``) and StyleGAN2-ADA do; ``weight`` = StyleGAN2's ``r1_gamma``. Computed every D step, as StudioGAN
-applies it to its non-StyleGAN models; ``every = N`` is StyleGAN2's lazy regularisation (its default 16): R1 on one
-D update in N, weighted N x, which saves most of its double backward.
+``r1_lambda``) and StyleGAN2-ADA do; ``weight`` = StyleGAN2's ``r1_gamma``. ``every = 1`` (the default) computes it
+on every D update, as StudioGAN applies it to its non-StyleGAN models; ``every = N`` is StyleGAN2's lazy
+regularisation (its default 16): R1 on one D update in N, weighted N x, which saves most of its double backward.
 
 ``dualcontrast`` turns it on: the paper trained its loss on StyleGAN2, whose D always carries R1; without it the
 dual contrastive loss (a softmax over logits, unchanged by a common shift) let D's features grow and its logits
