@@ -198,10 +198,7 @@ def _sample_folder(root: Path, limit: int) -> list[Path]:
     """Up to ``limit`` of the images training would use (``data.sources.image_files``' rule: with class sub-folders
     present, root files are not used), spread over the folder without listing all of it: an ImageNet tree costs
     one listing of its 1,000 class folders and one of each of ``limit`` of them, not a walk of 1.28M files."""
-    from cgantool.data.sources import IMAGE_EXTENSIONS
-
-    def is_image(name: str) -> bool:
-        return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    from cgantool.data.sources import is_image_name as is_image
 
     def own_images(folder: Path) -> list[Path]:  # one folder's image files, sorted, no recursion
         try:

@@ -194,6 +194,11 @@ def _cached(cfg: DataConfig, key: dict[str, Any], build: Callable[[Path], dict[s
     )
 
 
+def is_image_name(name: str) -> bool:
+    """A file name with an image extension (``IMAGE_EXTENSIONS``, any case; a dotfile such as ``.png`` has none)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
 def image_files(root: Path) -> tuple[list[Path], list[Path]]:
     """The images of a folder source, and those ignored: as torchvision's ``ImageFolder``, when class sub-folders
     (sub-folders holding images) are present, image files at the folder's root are ignored; a flat folder is
@@ -214,7 +219,7 @@ def image_files(root: Path) -> tuple[list[Path], list[Path]]:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 visit(entry.path)
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+            elif is_image_name(entry.name) and entry.is_file():
                 found.append(entry.path)
 
     visit(str(root))
